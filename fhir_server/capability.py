@@ -1,0 +1,69 @@
+"""GET [base]/metadata: the CapabilityStatement, generated from what the server implements."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.http import base_url, json_response, negotiate, wants_pretty
+from fhir_server.search import params as search_params
+from fhir_server.services import Services
+
+INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
+SEARCH_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri")
+VERSION = "0.1.0"
+
+
+@cache
+def _resources() -> list[dict]:
+    out = []
+    for type in sorted(search_params.resource_types()):
+        params = [
+            {"name": code, "definition": p.url, "type": p.type}
+            for code, p in sorted(search_params.params_for(type).items())
+            if p.type in SEARCH_TYPES
+        ]
+        params += [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}]
+        out.append({
+            "type": type,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{type}",
+            "interaction": [{"code": c} for c in INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical"],
+            "searchParam": params,
+        })
+    return out
+
+
+def statement(base: str) -> dict:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-23",
+        "publisher": "telemed-fhir",
+        "kind": "instance",
+        "software": {"name": "telemed-fhir", "version": VERSION},
+        "implementation": {"description": "Telemedicine FHIR R4 server", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": _resources(),
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+        }],
+    }
+
+
+async def handle(request: Request, svc: Services) -> Response:
+    body = orjson.dumps(statement(base_url(request, svc.settings.base_url)))
+    return json_response(body, 200, None, negotiate(request), wants_pretty(request))

@@ -1,0 +1,30 @@
+"""Matching the search criteria of conditional create, update, delete and patch."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fhir_server.errors import invalid, multiple_matches
+from fhir_server.search.plan import Query, parse_query
+from fhir_server.services import Services
+from fhir_server.storage.port import Stored
+
+
+def criteria(type: str, query_string: str, what: str) -> Query:
+    items = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True) if not k.startswith("_format")]
+    if not items:
+        raise invalid(f"{what} needs search criteria", what)
+    return parse_query(type, items, strict=True)
+
+
+async def matches(svc: Services, query: Query, limit: int = 2) -> list[Stored]:
+    page = await svc.store.search(query, count=limit, cursor=None, total=False)
+    return page.entries
+
+
+async def single_match(svc: Services, query: Query, what: str) -> Stored | None:
+    """The one resource the criteria match, None for no match; 412 when several match."""
+    found = await matches(svc, query)
+    if len(found) > 1:
+        raise multiple_matches(f"{what} criteria {query} match more than one resource", what)
+    return found[0] if found else None

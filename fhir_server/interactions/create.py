@@ -1,0 +1,40 @@
+"""create: POST [base]/[type], with conditional create through If-None-Exist."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.http import read_json
+from fhir_server.interactions.conditional import criteria, matches
+from fhir_server.interactions.respond import resource_response
+from fhir_server.services import Services
+from fhir_server.storage.port import Guard
+from fhir_server.write import Planned, accept, as_stored, check_type, commit_planned, new_id, new_version
+from fhir_server.errors import multiple_matches
+
+
+async def plan(svc: Services, resource: dict, if_none_exist: str | None, id: str | None = None) -> Planned:
+    """Create ``resource`` with a new server id, unless ``If-None-Exist`` criteria match."""
+    guards = []
+    if if_none_exist:
+        query = criteria(resource["resourceType"], if_none_exist, "If-None-Exist")
+        found = await matches(svc, query)
+        if len(found) > 1:
+            raise multiple_matches(f"If-None-Exist criteria {query} match more than one resource", "If-None-Exist")
+        if found:
+            return Planned(200, found[0], message="A matching resource exists; nothing was created")
+        guards.append(Guard(query, frozenset()))
+    write = new_version(resource, id or new_id(), 1, "POST")
+    return Planned(201, as_stored(write), [write], guards, location=True)
+
+
+async def handle(request: Request, svc: Services) -> Response:
+    type = request.path_params["type"]
+    check_type(type)
+    body = await read_json(request, svc.settings.max_body_bytes)
+    resource = accept(body, type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
+    resource.pop("id", None)  # create: the server assigns the id and ignores any in the body
+    if_none_exist = request.headers.get("if-none-exist")
+    done = await commit_planned(svc.store, lambda: plan(svc, resource, if_none_exist))
+    return resource_response(request, svc, done.stored, done.status, done.location, done.message)

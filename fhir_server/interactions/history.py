@@ -1,0 +1,73 @@
+"""history: GET [base]/[type]/[id]/_history, [base]/[type]/_history and [base]/_history.
+
+Newest version first; ``_since``, ``_at``, ``_count`` and keyset paging through ``_cursor``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.bundle_bytes import bundle, entry
+from fhir_server.errors import invalid, not_found
+from fhir_server.http import base_url, etag, http_date, json_response, negotiate, wants_pretty
+from fhir_server.interactions.respond import shaped
+from fhir_server.search.dates import date_range
+from fhir_server.services import Services
+from fhir_server.storage.port import Stored
+from fhir_server.write import check_type
+
+
+def count_param(raw: str | None, svc: Services) -> int:
+    """``_count``: the default when absent, capped at the maximum."""
+    if raw is None:
+        return svc.settings.default_count
+    if not raw.isdigit():
+        raise invalid("_count must be a non-negative integer", "_count")
+    return min(int(raw), svc.settings.max_count)
+
+
+def _instant(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    rng = date_range(raw)
+    if rng is None:
+        raise invalid(f"{name} must be a FHIR instant such as 2024-05-03T10:00:00Z", name)
+    return rng[0] if name == "_since" else rng[1]
+
+
+def history_entry(base: str, s: Stored, resource: bytes | dict | None) -> bytes:
+    method = s.method
+    url = s.type if method == "POST" else f"{s.type}/{s.id}"
+    status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(method, "200 OK")
+    fields = {
+        "fullUrl": f"{base}/{s.type}/{s.id}",
+        "request": {"method": method, "url": url},
+        "response": {"status": status, "etag": etag(s.version), "lastModified": s.last_updated},
+    }
+    return entry(fields, None if s.deleted else resource)
+
+
+async def handle(request: Request, svc: Services) -> Response:
+    type = request.path_params.get("type")
+    id = request.path_params.get("id")
+    if type:
+        check_type(type)
+    if id and await svc.store.read(type, id) is None:
+        raise not_found(f"{type}/{id} is not known", f"{type}/{id}")
+    count = count_param(request.query_params.get("_count"), svc)
+    since, at = _instant(request, "_since"), _instant(request, "_at")
+    page = await svc.store.history(type, id, since=since, at=at, count=count, cursor=request.query_params.get("_cursor"))
+    base = base_url(request, svc.settings.base_url)
+    path = "/".join(p for p in (base, type, id, "_history") if p)
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
+    links = [{"relation": "self", "url": path + ("?" + urlencode(params) if params else "")}]
+    if page.next_cursor:
+        links.append({"relation": "next", "url": path + "?" + urlencode([*params, ("_cursor", page.next_cursor)])})
+    entries = [history_entry(base, s, shaped(request, s.json) if not s.deleted else None) for s in page.entries]
+    body = bundle({"resourceType": "Bundle", "type": "history", "link": links}, entries)
+    headers = {"Last-Modified": http_date(page.entries[0].last_updated)} if page.entries else None
+    return json_response(body, 200, headers, negotiate(request), wants_pretty(request))

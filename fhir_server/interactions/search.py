@@ -1,0 +1,70 @@
+"""search: GET [base]/[type]?params and POST [base]/[type]/_search (form body).
+
+Unknown parameters are ignored and reported in an OperationOutcome entry under
+``Prefer: handling=lenient`` (the default), and refused with 400 under ``handling=strict``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.bundle_bytes import bundle, entry
+from fhir_server.errors import invalid, issue, outcome
+from fhir_server.http import base_url, json_response, negotiate, read_body, wants_pretty
+from fhir_server.interactions.history import count_param
+from fhir_server.interactions.respond import shaped
+from fhir_server.search.plan import parse_query
+from fhir_server.services import Services
+from fhir_server.summary import parse_summary
+from fhir_server.write import check_type
+
+TOTAL_MODES = ("none", "estimate", "accurate")
+
+
+async def handle(request: Request, svc: Services) -> Response:
+    type = request.path_params["type"]
+    check_type(type)
+    items = list(request.query_params.multi_items())
+    if request.method == "POST":
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            raise invalid("POST _search takes an application/x-www-form-urlencoded body", "Content-Type")
+        body = await read_body(request, svc.settings.max_body_bytes)
+        items += parse_qsl(body.decode(), keep_blank_values=True)
+    return await respond(request, svc, type, items)
+
+
+async def respond(request: Request, svc: Services, type: str, items: list[tuple[str, str]]) -> Response:
+    strict = "handling=strict" in request.headers.get("prefer", "")
+    query = parse_query(type, items, strict=strict)
+    params = dict(items)
+    summary = parse_summary(params.get("_summary"))
+    total_mode = params.get("_total", "none")
+    if total_mode not in TOTAL_MODES:
+        raise invalid(f"_total must be one of {', '.join(TOTAL_MODES)}", "_total")
+    count = 0 if summary == "count" else count_param(params.get("_count"), svc)
+    page = await svc.store.search(query, count=count, cursor=params.get("_cursor"),
+                                  total=summary == "count" or total_mode != "none")
+    base = base_url(request, svc.settings.base_url)
+    kept = [(k, v) for k, v in items if k != "_cursor"]
+    links = [{"relation": "self", "url": f"{base}/{type}?{urlencode(kept)}"}]
+    if page.next_cursor and count:
+        links.append({"relation": "next", "url": f"{base}/{type}?{urlencode([*kept, ('_cursor', page.next_cursor)])}"})
+    envelope = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:
+        envelope["total"] = page.total
+    envelope["link"] = links
+    entries = [
+        entry({"fullUrl": f"{base}/{type}/{s.id}", "search": {"mode": "match"}}, shaped(request, s.json))
+        for s in page.entries
+    ]
+    if query.unknown:
+        oo = outcome([issue("not-supported", f"Search parameter '{name}' is not supported for {type} and was ignored",
+                            name, severity="warning") for name in query.unknown])
+        entries.append(entry({"search": {"mode": "outcome"}}, oo))
+    body = bundle(envelope, entries)
+    return json_response(body, 200, None, negotiate(request), wants_pretty(request))
+

@@ -1,0 +1,79 @@
+"""update: PUT [base]/[type]/[id] (create-on-update allowed), and conditional update PUT [base]/[type]?criteria."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.errors import invalid, precondition_failed
+from fhir_server.http import parse_etag, read_json
+from fhir_server.interactions.conditional import criteria, single_match
+from fhir_server.interactions.respond import resource_response
+from fhir_server.services import Services
+from fhir_server.storage.port import Guard
+from fhir_server.write import Planned, accept, as_stored, check_id, check_type, commit_planned, new_id, new_version
+
+
+async def plan(svc: Services, type: str, id: str, resource: dict, if_match: int | None, method: str = "PUT") -> Planned:
+    current = await svc.store.read(type, id)
+    if if_match is not None:
+        have = current.version if current and not current.deleted else None
+        if have != if_match:
+            raise precondition_failed(
+                f"If-Match W/\"{if_match}\" does not match the current version of {type}/{id} ({have or 'none'})",
+                "If-Match",
+            )
+    version = current.version + 1 if current else 1
+    write = new_version(resource, id, version, method)
+    created = current is None or current.deleted
+    return Planned(201 if created else 200, as_stored(write), [write], location=created)
+
+
+async def plan_conditional(svc: Services, type: str, query_string: str, resource: dict, if_match: int | None) -> Planned:
+    query = criteria(type, query_string, "Conditional update")
+    found = await single_match(svc, query, "Conditional update")
+    if found is None:
+        id = resource.get("id") or new_id()
+        planned = await plan(svc, type, id, resource, if_match)
+        planned.guards.append(Guard(query, frozenset()))
+        return planned
+    if resource.get("id") not in (None, found.id):
+        raise invalid(f"The body's id '{resource['id']}' is not the id of the matching resource {type}/{found.id}",
+                      f"{type}.id")
+    planned = await plan(svc, type, found.id, resource, if_match)
+    planned.guards.append(Guard(query, frozenset({found.id})))
+    return planned
+
+
+async def handle(request: Request, svc: Services) -> Response:
+    type, id = request.path_params["type"], request.path_params["id"]
+    check_type(type)
+    check_id(id)
+    resource = await _body(request, svc, type)
+    if "id" not in resource:
+        raise invalid("An update must carry the resource's id in the body", f"{type}.id")
+    if resource["id"] != id:
+        raise invalid(f"The body's id '{resource['id']}' differs from the id '{id}' in the URL", f"{type}.id")
+    if_match = _if_match(request)
+    done = await commit_planned(svc.store, lambda: plan(svc, type, id, resource, if_match))
+    return resource_response(request, svc, done.stored, done.status, done.location)
+
+
+async def handle_conditional(request: Request, svc: Services) -> Response:
+    type = request.path_params["type"]
+    check_type(type)
+    resource = await _body(request, svc, type)
+    if_match = _if_match(request)
+    qs = request.url.query
+    done = await commit_planned(svc.store, lambda: plan_conditional(svc, type, qs, resource, if_match))
+    return resource_response(request, svc, done.stored, done.status, done.location)
+
+
+async def _body(request: Request, svc: Services, type: str) -> dict:
+    body = await read_json(request, svc.settings.max_body_bytes)
+    return accept(body, type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
+
+
+def _if_match(request: Request) -> int | None:
+    value = request.headers.get("if-match")
+    return parse_etag(value) if value else None

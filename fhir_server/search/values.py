@@ -1,0 +1,39 @@
+"""Search index values of one resource, extracted at write time.
+
+The extractor (``fhir_server.search.extract``) produces one ``IndexValues`` per resource
+version; each storage adapter writes it in its own shape (SQLite index tables, MongoDB's
+``s`` sub-document). All values are already normalised, so adapters never re-interpret FHIR.
+
+Normalised forms
+- token:     (param, system or None, code or None, text or None). ``text`` is the display /
+             CodeableConcept.text / Identifier.type.text used by ``:text`` (lower-cased, accent-folded).
+             A Reference's identifier is emitted as a token under ``"<param>:identifier"``.
+- string:    (param, folded, exact). ``folded`` is lower-cased, accent-folded, whitespace-collapsed.
+- date:      (param, lo, hi): the instant range the value covers as UTC strings of the fixed
+             form ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (so string order is time order).
+- reference: (param, target): ``"Type/id"`` for relative references (a versioned reference
+             ``Type/id/_history/v`` is stored as ``Type/id``), absolute URLs and canonicals as given.
+- number:    (param, value) with ``value`` a ``decimal.Decimal``.
+- quantity:  (param, value, system, code, canonical_value, canonical_code); canonical_* are the
+             UCUM-canonical form when the unit is UCUM and convertible, else equal to value/code.
+- uri:       (param, value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+DATE_MIN = "0001-01-01T00:00:00.000000Z"
+DATE_MAX = "9999-12-31T23:59:59.999999Z"
+
+
+@dataclass(slots=True)
+class IndexValues:
+    tokens: list[tuple[str, str | None, str | None, str | None]] = field(default_factory=list)
+    strings: list[tuple[str, str, str]] = field(default_factory=list)
+    dates: list[tuple[str, str, str]] = field(default_factory=list)
+    references: list[tuple[str, str]] = field(default_factory=list)
+    numbers: list[tuple[str, Decimal]] = field(default_factory=list)
+    quantities: list[tuple[str, Decimal, str | None, str | None, Decimal, str | None]] = field(default_factory=list)
+    uris: list[tuple[str, str]] = field(default_factory=list)

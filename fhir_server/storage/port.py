@@ -1,0 +1,95 @@
+"""The storage port: the few async methods every adapter (SQLite, MongoDB) implements.
+
+Interactions prepare a change by reading, then hand the adapter a list of ``Write``s with the
+version each expects to replace. ``commit`` applies them all or none: if any expectation fails
+(a concurrent writer got there first) it raises ``VersionConflict`` and nothing is written, and
+the interaction re-reads and decides again. ``Guard``s make conditional creates race-safe: the
+adapter re-runs the guard's query inside the write transaction and fails it if the matches
+changed since the interaction looked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fhir_server.search.plan import Query
+from fhir_server.search.values import IndexValues
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One version of a resource as stored. ``json`` is the resource's bytes (empty when deleted)."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: str  # FHIR instant, UTC, e.g. 2026-11-23T16:42:52.123456Z
+    deleted: bool
+    json: bytes
+    method: str = "PUT"  # the HTTP verb that made this version (history Bundle's request.method)
+
+
+@dataclass(slots=True)
+class Write:
+    """A new version to store. ``expect`` is the current version it replaces (0: none exists)."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: str
+    json: bytes
+    index: IndexValues | None
+    expect: int
+    method: str = "PUT"
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class Guard:
+    """Fails the commit unless ``query`` still matches exactly ``ids`` inside the transaction."""
+
+    query: Query
+    ids: frozenset[str] = field(default_factory=frozenset)
+
+
+class VersionConflict(Exception):
+    """A write's expected version, or a guard's matches, changed before the commit."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[Stored]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    entries: list[Stored]
+    total: int | None
+    next_cursor: str | None
+
+
+class Store(Protocol):
+    async def read(self, type: str, id: str) -> Stored | None: ...
+
+    async def vread(self, type: str, id: str, version: int) -> Stored | None: ...
+
+    async def commit(self, writes: list[Write], guards: list[Guard] = ()) -> None: ...
+
+    async def history(
+        self,
+        type: str | None,
+        id: str | None,
+        *,
+        since: str | None,
+        at: str | None,
+        count: int,
+        cursor: str | None,
+    ) -> HistoryPage: ...
+
+    async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage: ...
+
+    async def referrers(self, targets: list[str], limit: int) -> list[str]: ...
+
+    async def close(self) -> None: ...

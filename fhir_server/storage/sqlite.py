@@ -1,0 +1,216 @@
+"""The embedded store: stdlib sqlite3 in WAL mode.
+
+Reads run on the event loop's thread through one read connection: a primary-key lookup takes
+microseconds, far less than a thread hop. Writes go to one writer thread that drains its queue
+and commits everything waiting in one SQLite transaction (group commit), each submission inside
+its own SAVEPOINT so one failing submission never affects another. ``synchronous=FULL`` makes
+every acknowledged commit survive a kill -9 or power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+
+from fhir_server.search.plan import Query
+from fhir_server.storage import sqlite_search
+from fhir_server.storage.cursor import decode_cursor, encode_cursor
+from fhir_server.storage.port import Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resource (
+  type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated TEXT NOT NULL,
+  deleted INTEGER NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS resource_type_updated ON resource (type, last_updated);
+CREATE TABLE IF NOT EXISTS history (
+  seq INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+  last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL, json BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS history_version ON history (type, id, version);
+CREATE INDEX IF NOT EXISTS history_type_seq ON history (type, seq);
+CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated);
+""" + sqlite_search.INDEX_SCHEMA
+
+_STOP = object()
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        writer = self._connect()
+        writer.executescript(SCHEMA)
+        self._reader = self._connect()
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._write_loop, args=(writer,), name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def read(self, type: str, id: str) -> Stored | None:
+        row = self._reader.execute(
+            "SELECT version, last_updated, deleted, json FROM resource WHERE type=? AND id=?", (type, id)
+        ).fetchone()
+        if row is None:
+            return None
+        return Stored(type, id, row[0], row[1], bool(row[2]), row[3])
+
+    async def vread(self, type: str, id: str, version: int) -> Stored | None:
+        row = self._reader.execute(
+            "SELECT last_updated, deleted, json, method FROM history WHERE type=? AND id=? AND version=?",
+            (type, id, version),
+        ).fetchone()
+        if row is None:
+            return None
+        return Stored(type, id, version, row[0], bool(row[1]), row[2], row[3])
+
+    async def history(self, type, id, *, since, at, count, cursor) -> HistoryPage:
+        where, args = [], []
+        if type:
+            where.append("type=?")
+            args.append(type)
+        if id:
+            where.append("id=?")
+            args.append(id)
+        if since:
+            where.append("last_updated>=?")
+            args.append(since)
+        if at:
+            where.append(
+                "last_updated<=? AND version=(SELECT max(h2.version) FROM history h2 "
+                "WHERE h2.type=history.type AND h2.id=history.id AND h2.last_updated<=?)"
+            )
+            args += [at, at]
+        if cursor:
+            where.append("seq<?")
+            args.append(int(decode_cursor(cursor)[0]))
+        sql = "SELECT seq, type, id, version, last_updated, deleted, json, method FROM history"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        rows = self._reader.execute(sql, (*args, count + 1)).fetchall()
+        more = len(rows) > count
+        rows = rows[:count]
+        entries = [Stored(r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+        return HistoryPage(entries, encode_cursor([rows[-1][0]]) if more else None)
+
+    async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
+        sql, args, keyfn = sqlite_search.compile_page(query, count + 1, decode_cursor(cursor) if cursor else None)
+        rows = self._reader.execute(sql, args).fetchall()
+        more = len(rows) > count
+        rows = rows[:count]
+        entries = [Stored(query.type, r[0], r[1], r[2], False, r[3]) for r in rows]
+        n = None
+        if total:
+            csql, cargs = sqlite_search.compile_count(query)
+            n = self._reader.execute(csql, cargs).fetchone()[0]
+        return SearchPage(entries, n, encode_cursor(keyfn(rows[-1])) if more else None)
+
+    async def referrers(self, targets: list[str], limit: int) -> list[str]:
+        if not targets:
+            return []
+        marks = ",".join("?" * len(targets))
+        rows = self._reader.execute(
+            f"SELECT DISTINCT r.type, r.id FROM idx_reference x JOIN resource r ON r.type=x.type AND r.id=x.id "
+            f"WHERE x.target IN ({marks}) AND r.deleted=0 AND (r.type || '/' || r.id) NOT IN ({marks}) LIMIT ?",
+            (*targets, *targets, limit),
+        ).fetchall()
+        return [f"{t}/{i}" for t, i in rows]
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def commit(self, writes: list[Write], guards: list[Guard] = ()) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((writes, list(guards), fut, loop))
+        await fut
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                conn.close()
+                return
+            batch = [item]
+            while len(batch) < 256:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(nxt)
+            results = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for writes, guards, _fut, _loop in batch:
+                    conn.execute("SAVEPOINT sub")
+                    try:
+                        self._apply(conn, writes, guards)
+                        conn.execute("RELEASE sub")
+                        results.append(None)
+                    except Exception as exc:  # noqa: BLE001 - handed to the waiting coroutine
+                        conn.execute("ROLLBACK TO sub")
+                        conn.execute("RELEASE sub")
+                        results.append(exc)
+                conn.execute("COMMIT")
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed; nothing was written
+                log.exception("sqlite commit failed")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                results = [exc] * len(batch)
+            for (_w, _g, fut, loop), res in zip(batch, results):
+                loop.call_soon_threadsafe(_settle, fut, res)
+
+    def _apply(self, conn: sqlite3.Connection, writes: list[Write], guards: list[Guard]) -> None:
+        for guard in guards:
+            sql, args, _ = sqlite_search.compile_page(guard.query, 1000, None)
+            ids = frozenset(r[0] for r in conn.execute(sql, args))
+            if ids != guard.ids:
+                raise VersionConflict(f"matches of {guard.query} changed")
+        for w in writes:
+            row = conn.execute("SELECT version FROM resource WHERE type=? AND id=?", (w.type, w.id)).fetchone()
+            current = row[0] if row else 0
+            if current != w.expect:
+                raise VersionConflict(f"{w.type}/{w.id} is at version {current}, expected {w.expect}")
+            conn.execute(
+                "INSERT OR REPLACE INTO resource (type, id, version, last_updated, deleted, json) VALUES (?,?,?,?,?,?)",
+                (w.type, w.id, w.version, w.last_updated, int(w.deleted), w.json),
+            )
+            conn.execute(
+                "INSERT INTO history (type, id, version, last_updated, deleted, method, json) VALUES (?,?,?,?,?,?,?)",
+                (w.type, w.id, w.version, w.last_updated, int(w.deleted), w.method, w.json),
+            )
+            if current:
+                sqlite_search.delete_index(conn, w.type, w.id)
+            if w.index is not None and not w.deleted:
+                sqlite_search.insert_index(conn, w.type, w.id, w.index)
+
+    async def close(self) -> None:
+        self._queue.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._reader.close()
+
+
+def _settle(fut: asyncio.Future, res: Exception | None) -> None:
+    if fut.done():
+        return
+    if res is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(res)

@@ -1,0 +1,248 @@
+"""SQLite index tables and the compilation of a search ``Query`` into SQL over them.
+
+Every filter becomes ``r.id IN (SELECT id FROM idx_<kind> WHERE type=? AND param=? AND ...)``
+so SQLite drives each clause from the (type, param, value) index of its table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+
+from fhir_server.errors import invalid
+from fhir_server.search.normalize import fold
+from fhir_server.search.plan import Clause, Query, Value
+from fhir_server.search.values import IndexValues
+
+INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idx_token (type TEXT, param TEXT, system TEXT, code TEXT, text TEXT, id TEXT);
+CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (type, param, code, system);
+CREATE INDEX IF NOT EXISTS idx_token_system ON idx_token (type, param, system);
+CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (type, id);
+CREATE TABLE IF NOT EXISTS idx_string (type TEXT, param TEXT, value TEXT, exact TEXT, id TEXT);
+CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, value);
+CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (type, id);
+CREATE TABLE IF NOT EXISTS idx_date (type TEXT, param TEXT, lo TEXT, hi TEXT, id TEXT);
+CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (type, param, lo);
+CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (type, param, hi);
+CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (type, id);
+CREATE TABLE IF NOT EXISTS idx_reference (type TEXT, param TEXT, target TEXT, id TEXT);
+CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (type, param, target);
+CREATE INDEX IF NOT EXISTS idx_reference_any ON idx_reference (target);
+CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (type, id);
+CREATE TABLE IF NOT EXISTS idx_number (type TEXT, param TEXT, value REAL, id TEXT);
+CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (type, param, value);
+CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (type, id);
+CREATE TABLE IF NOT EXISTS idx_quantity (type TEXT, param TEXT, value REAL, system TEXT, code TEXT,
+  cvalue REAL, ccode TEXT, id TEXT);
+CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (type, param, ccode, cvalue);
+CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id);
+CREATE TABLE IF NOT EXISTS idx_uri (type TEXT, param TEXT, value TEXT, id TEXT);
+CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value);
+CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id);
+"""
+
+TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri")
+TABLE_BY_TYPE = {
+    "token": "idx_token", "string": "idx_string", "date": "idx_date", "reference": "idx_reference",
+    "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri",
+}
+
+
+def insert_index(conn: sqlite3.Connection, type: str, id: str, ix: IndexValues) -> None:
+    if ix.tokens:
+        conn.executemany("INSERT INTO idx_token VALUES (?,?,?,?,?,?)", [(type, p, s, c, t, id) for p, s, c, t in ix.tokens])
+    if ix.strings:
+        conn.executemany("INSERT INTO idx_string VALUES (?,?,?,?,?)", [(type, p, f, e, id) for p, f, e in ix.strings])
+    if ix.dates:
+        conn.executemany("INSERT INTO idx_date VALUES (?,?,?,?,?)", [(type, p, lo, hi, id) for p, lo, hi in ix.dates])
+    if ix.references:
+        conn.executemany("INSERT INTO idx_reference VALUES (?,?,?,?)", [(type, p, t, id) for p, t in ix.references])
+    if ix.numbers:
+        conn.executemany("INSERT INTO idx_number VALUES (?,?,?,?)", [(type, p, float(v), id) for p, v in ix.numbers])
+    if ix.quantities:
+        conn.executemany(
+            "INSERT INTO idx_quantity VALUES (?,?,?,?,?,?,?,?)",
+            [(type, p, float(v), s, c, float(cv), cc, id) for p, v, s, c, cv, cc in ix.quantities],
+        )
+    if ix.uris:
+        conn.executemany("INSERT INTO idx_uri VALUES (?,?,?,?)", [(type, p, v, id) for p, v in ix.uris])
+
+
+def delete_index(conn: sqlite3.Connection, type: str, id: str) -> None:
+    for table in TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE type=? AND id=?", (type, id))
+
+
+# --- query compilation --------------------------------------------------------------------------
+
+SORT_COLUMNS = {"_id": "r.id", "_lastUpdated": "r.last_updated"}
+
+
+def _where(query: Query) -> tuple[list[str], list]:
+    where, args = ["r.type=?", "r.deleted=0"], [query.type]
+    for clause in query.clauses:
+        sql, cargs = _clause(query.type, clause)
+        where.append(sql)
+        args += cargs
+    return where, args
+
+
+def compile_page(query: Query, limit: int, after: list | None):
+    """SQL for one page: rows (id, version, last_updated, json) and a function giving a row's cursor key."""
+    where, args = _where(query)
+    sort = [(SORT_COLUMNS.get(p), desc) for p, desc in query.sort]
+    if any(col is None for col, _ in sort):
+        unsupported = [p for p, _ in query.sort if p not in SORT_COLUMNS]
+        raise invalid(f"Sorting by {', '.join(unsupported)} is not supported yet", "_sort")
+    keys = list(sort)
+    if not keys or keys[-1][0] != "r.id":
+        keys.append(("r.id", False))  # the id breaks ties, so the keyset order is total
+    if after is not None:
+        where.append(_after(keys))
+        args += _after_args(keys, after)
+    order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in keys)
+    sql = f"SELECT r.id, r.version, r.last_updated, r.json FROM resource r WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+    positions = {"r.id": 0, "r.version": 1, "r.last_updated": 2}
+    return sql, (*args, limit), lambda row: [row[positions[c]] for c, _ in keys]
+
+
+def compile_count(query: Query):
+    where, args = _where(query)
+    return f"SELECT count(*) FROM resource r WHERE {' AND '.join(where)}", args
+
+
+def _after(keys: list[tuple[str, bool]]) -> str:
+    """Keyset condition: the row comes after the cursor in (k1, k2, ...) order."""
+    ors = []
+    for i, (col, desc) in enumerate(keys):
+        eqs = [f"{c}=?" for c, _ in keys[:i]]
+        ors.append("(" + " AND ".join(eqs + [f"{col}{'<' if desc else '>'}?"]) + ")")
+    return "(" + " OR ".join(ors) + ")"
+
+
+def _after_args(keys, after: list) -> list:
+    if len(after) != len(keys):
+        raise invalid("The paging cursor does not fit this search; start the search again", "_cursor")
+    args = []
+    for i in range(len(keys)):
+        args += after[:i] + [after[i]]
+    return args
+
+
+def _clause(type: str, c: Clause) -> tuple[str, list]:
+    if c.param == "_id":
+        marks = ",".join("?" * len(c.values))
+        op = "NOT IN" if c.modifier == "not" else "IN"
+        return f"r.id {op} ({marks})", [v.text for v in c.values]
+    if c.param == "_lastUpdated":
+        ors, args = [], []
+        for v in c.values:
+            sql, a = _date_cond(v, "r.last_updated", "r.last_updated")
+            ors.append(sql)
+            args += a
+        return "(" + " OR ".join(ors) + ")", args
+    table = TABLE_BY_TYPE[c.type]
+    param = f"{c.param}:identifier" if c.modifier == "identifier" else c.param
+    if c.modifier == "missing":
+        missing = c.values[0].text.lower() == "true"
+        op = "NOT IN" if missing else "IN"
+        return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=?)", [type, param]
+    ors, args = [], []
+    for v in c.values:
+        sql, a = _value_cond(c, v)
+        ors.append(sql)
+        args += a
+    op = "NOT IN" if c.modifier == "not" else "IN"
+    table = "idx_token" if c.modifier == "identifier" else table
+    return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=? AND ({' OR '.join(ors)}))", [type, param, *args]
+
+
+def _value_cond(c: Clause, v: Value) -> tuple[str, list]:
+    t = "token" if c.modifier == "identifier" else c.type
+    if t == "token":
+        if c.modifier == "text":
+            return "text >= ? AND text < ?", _prefix_range(fold(v.text))
+        if v.system is None:
+            return "code=?", [v.text]
+        if v.system == "":
+            return "system IS NULL AND code=?", [v.text]
+        if v.text == "":
+            return "system=?", [v.system]
+        return "system=? AND code=?", [v.system, v.text]
+    if t == "string":
+        folded = fold(v.text)
+        if c.modifier == "exact":
+            return "exact=?", [v.text]
+        if c.modifier == "contains":
+            return "value LIKE ? ESCAPE '\\'", ["%" + _like(folded) + "%"]
+        return "value >= ? AND value < ?", _prefix_range(folded)
+    if t == "date":
+        return _date_cond(v, "lo", "hi")
+    if t == "reference":
+        return "target=?", [_ref_target(c, v)]
+    if t == "uri":
+        if c.modifier == "below":
+            return "value LIKE ? ESCAPE '\\'", [_like(v.text) + "%"]
+        if c.modifier == "above":
+            return "? LIKE (replace(replace(value, '%', '\\%'), '_', '\\_') || '%') ESCAPE '\\'", [v.text]
+        return "value=?", [v.text]
+    if t == "number":
+        return _number_cond(v, "value")
+    if t == "quantity":
+        sql, args = _number_cond(v, "value")
+        if v.unit:
+            sql += " AND (code=? OR ccode=?)"
+            args += [v.unit, v.unit]
+        if v.system:
+            sql += " AND system=?"
+            args.append(v.system)
+        return sql, args
+    raise invalid(f"Search parameter type {c.type} is not supported", c.param)
+
+
+def _ref_target(c: Clause, v: Value) -> str:
+    text = v.text
+    if c.modifier and c.modifier not in ("identifier", "missing", "not") and "/" not in text:
+        return f"{c.modifier}/{text}"
+    return text
+
+
+def _date_cond(v: Value, lo: str, hi: str) -> tuple[str, list]:
+    p = v.prefix
+    if p == "eq":
+        return f"({lo} >= ? AND {hi} <= ?)", [v.lo, v.hi]
+    if p == "ne":
+        return f"NOT ({lo} >= ? AND {hi} <= ?)", [v.lo, v.hi]
+    if p == "gt":
+        return f"{hi} > ?", [v.hi]
+    if p == "lt":
+        return f"{lo} < ?", [v.lo]
+    if p == "ge":
+        return f"{hi} >= ?", [v.lo]
+    if p == "le":
+        return f"{lo} <= ?", [v.hi]
+    if p == "sa":
+        return f"{lo} > ?", [v.hi]
+    if p == "eb":
+        return f"{hi} < ?", [v.lo]
+    return f"({lo} <= ? AND {hi} >= ?)", [v.hi, v.lo]  # ap: overlaps
+
+
+def _number_cond(v: Value, col: str) -> tuple[str, list]:
+    n = v.number
+    half = Decimal(1).scaleb(n.as_tuple().exponent) / 2 if isinstance(n.as_tuple().exponent, int) else Decimal(0)
+    lo, hi, x = float(n - half), float(n + half), float(n)
+    ops = {"eq": (f"{col} >= ? AND {col} < ?", [lo, hi]), "ne": (f"NOT ({col} >= ? AND {col} < ?)", [lo, hi]),
+           "gt": (f"{col} > ?", [x]), "lt": (f"{col} < ?", [x]), "ge": (f"{col} >= ?", [x]),
+           "le": (f"{col} <= ?", [x]), "sa": (f"{col} > ?", [x]), "eb": (f"{col} < ?", [x]),
+           "ap": (f"{col} >= ? AND {col} <= ?", [x - abs(x) * 0.1, x + abs(x) * 0.1])}
+    return ops[v.prefix]
+
+
+def _prefix_range(s: str) -> list[str]:
+    return [s, s + "\U0010ffff"]
+
+
+def _like(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

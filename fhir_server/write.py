@@ -1,0 +1,119 @@
+"""Preparing versions to write: accepting a body, stamping id/meta, and committing with retries.
+
+Every write path (create, update, patch, delete, bundles, operations, the loader) goes through
+``accept`` (validation) and ``new_version`` (stamp + index), and commits via ``commit_retrying``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, TypeVar
+
+import orjson
+
+from fhir_server.errors import invalid, not_found, structure, conflict
+from fhir_server.search import params as search_params
+from fhir_server.search.dates import now_instant
+from fhir_server.search.extract import extract
+from fhir_server.storage.port import Guard, Store, Stored, VersionConflict, Write
+from fhir_server.validation.structure import validate
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+RETRIES = 8
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Planned:
+    """What one interaction decided: the writes (and guards) to commit, and what to answer."""
+
+    status: int
+    stored: Stored | None = None
+    writes: list[Write] = field(default_factory=list)
+    guards: list[Guard] = field(default_factory=list)
+    location: bool = False
+    message: str | None = None
+
+
+async def commit_planned(store: Store, plan: Callable[[], Awaitable[Planned]]) -> Planned:
+    """Plan and commit, again from the start whenever a concurrent writer wins the race."""
+
+    async def attempt() -> Planned:
+        planned = await plan()
+        if planned.writes or planned.guards:
+            await store.commit(planned.writes, planned.guards)
+        return planned
+
+    return await commit_retrying(store, attempt)
+
+
+def check_type(type: str) -> None:
+    if type not in search_params.resource_types():
+        raise not_found(f"Resource type '{type}' is not a FHIR R4 resource type")
+
+
+def check_id(id: str, expression: str = "id") -> None:
+    if not ID_RE.match(id):
+        raise invalid(f"'{id}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})", expression)
+
+
+def accept(body: object, type: str | None, max_depth: int, allow_unknown: bool = False) -> dict:
+    """Check that ``body`` is a resource of ``type`` (any type if None) and valid FHIR R4."""
+    if not isinstance(body, dict):
+        raise structure("The body must be a JSON object holding a FHIR resource")
+    rtype = body.get("resourceType")
+    if not isinstance(rtype, str):
+        raise invalid("The resource has no resourceType", "resourceType")
+    if type is not None and rtype != type:
+        raise invalid(f"The body is a {rtype} but the URL names {type}", "resourceType")
+    if rtype not in search_params.resource_types():
+        raise invalid(f"'{rtype}' is not a FHIR R4 resource type", "resourceType")
+    if "id" in body:
+        if not isinstance(body["id"], str):
+            raise invalid("id must be a string", f"{rtype}.id")
+        check_id(body["id"], f"{rtype}.id")
+    validate(body, max_depth=max_depth)  # TODO allow_unknown
+    return body
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_version(resource: dict, id: str, version: int, method: str, now: str | None = None) -> Write:
+    """Stamp ``resource`` with id, meta.versionId, meta.lastUpdated; index it; make the Write."""
+    now = now or now_instant()
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = now
+    stamped = {"resourceType": resource["resourceType"], "id": id, "meta": meta}
+    stamped.update((k, v) for k, v in resource.items() if k not in ("resourceType", "id", "meta"))
+    return Write(
+        type=resource["resourceType"], id=id, version=version, last_updated=now,
+        json=orjson.dumps(stamped), index=extract(stamped), expect=version - 1, method=method,
+    )
+
+
+def deletion(current: Stored, now: str | None = None) -> Write:
+    now = now or now_instant()
+    return Write(
+        type=current.type, id=current.id, version=current.version + 1, last_updated=now, json=b"",
+        index=None, expect=current.version, method="DELETE", deleted=True,
+    )
+
+
+def as_stored(w: Write) -> Stored:
+    return Stored(w.type, w.id, w.version, w.last_updated, w.deleted, w.json, w.method)
+
+
+async def commit_retrying(store: Store, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt`` (read, decide, commit) again while a concurrent writer wins the race."""
+    for _ in range(RETRIES):
+        try:
+            return await attempt()
+        except VersionConflict:
+            continue
+    raise conflict("The resource is being changed by other requests at the same time; try again")
