@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -174,8 +175,13 @@ def _headers(minimal: bool) -> dict:
 
 
 def _reason(outcome: dict) -> str:
-    issues = outcome.get("issue") or []
-    return "; ".join(i.get("diagnostics") or i.get("code", "") for i in issues) or "rejected"
+    """The issues as ``element: diagnostics``, without the batch's own entry numbering."""
+    parts = []
+    for i in outcome.get("issue") or []:
+        text = re.sub(r"^Bundle\.entry\[\d+\]: ", "", i.get("diagnostics") or i.get("code", ""))
+        where = [re.sub(r"^Bundle\.entry\[\d+\]\.resource\.", "", x) for x in i.get("expression") or []]
+        parts.append(f"{', '.join(where)}: {text}" if where else text)
+    return "; ".join(parts) or "rejected"
 
 
 def progress_bar(disable: bool = False) -> Progress:

@@ -75,7 +75,7 @@ def accept(body: object, type: str | None, max_depth: int, allow_unknown: bool =
         if not isinstance(body["id"], str):
             raise invalid("id must be a string", f"{rtype}.id")
         check_id(body["id"], f"{rtype}.id")
-    validate(body, max_depth=max_depth)  # TODO allow_unknown
+    validate(body, max_depth=max_depth, allow_unknown=allow_unknown)
     return body
 
 

@@ -103,7 +103,7 @@ class SQLiteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = self._reader.execute(sql, (*args, count + 1)).fetchall()
-        more = len(rows) > count
+        more = len(rows) > count > 0
         rows = rows[:count]
         entries = [Stored(r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
         return HistoryPage(entries, encode_cursor([rows[-1][0]]) if more else None)
@@ -111,7 +111,7 @@ class SQLiteStore:
     async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
         sql, args, keyfn = sqlite_search.compile_page(query, count + 1, decode_cursor(cursor) if cursor else None)
         rows = self._reader.execute(sql, args).fetchall()
-        more = len(rows) > count
+        more = len(rows) > count > 0
         rows = rows[:count]
         entries = [Stored(query.type, r[0], r[1], r[2], False, r[3]) for r in rows]
         n = None
