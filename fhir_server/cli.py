@@ -44,7 +44,6 @@ def serve(
     data: Optional[Path] = typer.Option(None, help="Data directory of the embedded store (default ./data)."),
     store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help="mongodb://... to use MongoDB."),
     demo: bool = typer.Option(False, help="Load the demo data set (once)."),
-    workers: int = typer.Option(1, help="Worker processes (MongoDB store only)."),
 ) -> None:
     """Run the FHIR server (base URL /fhir)."""
     import uvicorn

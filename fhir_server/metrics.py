@@ -19,6 +19,7 @@ class MetricsMiddleware:
 
     def __init__(self, app):
         self.app = app
+        self._children: dict[tuple, tuple] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -37,8 +38,12 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             name = getattr(route, "name", None) or "unmatched"
-            REQUESTS.labels(name, scope["method"], str(status)).inc()
-            LATENCY.labels(name).observe(time.perf_counter() - start)
+            key = (name, scope["method"], status)
+            children = self._children.get(key)
+            if children is None:  # labels() is a locked dict lookup; keep the children at hand
+                children = self._children[key] = (REQUESTS.labels(name, scope["method"], str(status)), LATENCY.labels(name))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
 
 
 async def endpoint(request: Request) -> Response:

@@ -6,6 +6,7 @@ from typing import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from fhir_server import capability, metrics
@@ -22,23 +23,53 @@ def routes(svc: Services) -> list[Route]:
 
         return Route(path, endpoint, methods=[method], name=name)
 
+    # Read first: it is the hottest path. The convertors keep ``_history``, ``_search`` and
+    # ``$operation`` segments from matching ``{id}``.
     return [
+        r("/fhir/{type:fhirtype}/{id:fhirid}", read.handle, "GET", "read"),
+        r("/fhir/{type:fhirtype}/{id:fhirid}", update.handle, "PUT", "update"),
+        r("/fhir/{type:fhirtype}/{id:fhirid}", patch.handle, "PATCH", "patch"),
+        r("/fhir/{type:fhirtype}/{id:fhirid}", delete.handle, "DELETE", "delete"),
+        r("/fhir/{type:fhirtype}", search.handle, "GET", "search-type"),
+        r("/fhir/{type:fhirtype}", create.handle, "POST", "create"),
+        r("/fhir/{type:fhirtype}", update.handle_conditional, "PUT", "conditional-update"),
+        r("/fhir/{type:fhirtype}", patch.handle_conditional, "PATCH", "conditional-patch"),
+        r("/fhir/{type:fhirtype}", delete.handle_conditional, "DELETE", "conditional-delete"),
         r("/fhir/metadata", capability.handle, "GET", "capabilities"),
         r("/fhir", transaction.handle, "POST", "transaction"),
         r("/fhir/", transaction.handle, "POST", "transaction/"),
         r("/fhir/_history", history.handle, "GET", "history-system"),
-        r("/fhir/{type}/_search", search.handle, "POST", "search-type"),
-        r("/fhir/{type}/_history", history.handle, "GET", "history-type"),
-        r("/fhir/{type}/{id}/_history/{vid}", vread.handle, "GET", "vread"),
-        r("/fhir/{type}/{id}/_history", history.handle, "GET", "history-instance"),
-        r("/fhir/{type}/{id}", read.handle, "GET", "read"),
-        r("/fhir/{type}/{id}", update.handle, "PUT", "update"),
-        r("/fhir/{type}/{id}", patch.handle, "PATCH", "patch"),
-        r("/fhir/{type}/{id}", delete.handle, "DELETE", "delete"),
-        r("/fhir/{type}", search.handle, "GET", "search-type"),
-        r("/fhir/{type}", create.handle, "POST", "create"),
-        r("/fhir/{type}", update.handle_conditional, "PUT", "conditional-update"),
-        r("/fhir/{type}", patch.handle_conditional, "PATCH", "conditional-patch"),
-        r("/fhir/{type}", delete.handle_conditional, "DELETE", "conditional-delete"),
+        r("/fhir/{type:fhirtype}/_search", search.handle, "POST", "search-type-post"),
+        r("/fhir/{type:fhirtype}/_history", history.handle, "GET", "history-type"),
+        r("/fhir/{type:fhirtype}/{id:fhirid}/_history/{vid}", vread.handle, "GET", "vread"),
+        r("/fhir/{type:fhirtype}/{id:fhirid}/_history", history.handle, "GET", "history-instance"),
         Route("/metrics", metrics.endpoint, methods=["GET"], name="metrics"),
     ]
+
+
+class _TypeConvertor(Convertor):
+    """A resource type segment: starts with an upper-case letter (``metadata`` is no type)."""
+
+    regex = "[A-Z][A-Za-z]{0,63}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class _IdConvertor(Convertor):
+    """A FHIR id segment: [A-Za-z0-9-.]{1,64}."""
+
+    regex = "[A-Za-z0-9\\-.]{1,64}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("fhirtype", _TypeConvertor())
+register_url_convertor("fhirid", _IdConvertor())

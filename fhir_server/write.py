@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, TypeVar
 
@@ -15,7 +16,6 @@ import orjson
 
 from fhir_server.errors import invalid, not_found, structure, conflict
 from fhir_server.search import params as search_params
-from fhir_server.search.dates import now_instant
 from fhir_server.search.extract import extract
 from fhir_server.storage.port import Guard, Store, Stored, VersionConflict, Write
 from fhir_server.validation.structure import validate
@@ -77,6 +77,11 @@ def accept(body: object, type: str | None, max_depth: int, allow_unknown: bool =
         check_id(body["id"], f"{rtype}.id")
     validate(body, max_depth=max_depth, allow_unknown=allow_unknown)
     return body
+
+
+def now_instant() -> str:
+    """The current time as a FHIR instant in UTC with microseconds (meta.lastUpdated)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id() -> str:

@@ -14,7 +14,7 @@ from fhir_server.bundle_bytes import bundle, entry
 from fhir_server.errors import invalid, not_found
 from fhir_server.http import base_url, etag, http_date, json_response, negotiate, wants_pretty
 from fhir_server.interactions.respond import shaped
-from fhir_server.search.dates import date_range
+from fhir_server.search.normalize import date_range
 from fhir_server.services import Services
 from fhir_server.storage.port import Stored
 from fhir_server.write import check_type

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from fhir_server.errors import invalid
 from fhir_server.search import params as search_params
-from fhir_server.search.dates import date_range
+from fhir_server.search.normalize import date_range
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 # Parameters that are not filters: they shape the result (handled by the search interaction).

@@ -1,0 +1,406 @@
+"""Write-time search index extraction over the R4 SearchParameters."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fhir_server.search import extract as extract_module
+from fhir_server.search.extract import extract, fallbacks
+from fhir_server.search.fhirpath_compile import Unsupported, compile_expression
+from fhir_server.search.normalize import date_range, fold
+from fhir_server.search.params import element_types, param, params_for, resource_types
+from fhir_server.search.values import DATE_MAX, DATE_MIN, IndexValues
+
+SYNTHEA = Path(__file__).resolve().parents[3].parent / "shared/datasets/synthea-10-patients"
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+
+
+def rows(values: list[tuple], code: str) -> list[tuple]:
+    return [row[1:] for row in values if row[0] == code]
+
+
+def observation(**fields: object) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "29463-7", "display": "Body Weight"}], "text": "Body wéight"},
+        "subject": {"reference": "Patient/p1"},
+        **fields,
+    }
+
+
+def test_observation_code_value_quantity_period_and_subject() -> None:
+    index = extract(
+        observation(
+            valueQuantity={"value": 72.5, "unit": "kg", "system": UCUM, "code": "kg"},
+            effectivePeriod={"start": "2024-05-03T10:00:00+02:00", "end": "2024-05-03"},
+            encounter={"reference": "Encounter/e1"},
+        )
+    )
+    assert rows(index.tokens, "code") == [(LOINC, "29463-7", "body weight")]
+    assert rows(index.tokens, "status") == [(None, "final", None)]
+    assert rows(index.quantities, "value-quantity") == [(Decimal("72.5"), UCUM, "kg", Decimal("72500"), "g")]
+    assert rows(index.dates, "date") == [("2024-05-03T08:00:00.000000Z", "2024-05-03T23:59:59.999999Z")]
+    assert rows(index.references, "subject") == [("Patient/p1",)]
+    assert rows(index.references, "patient") == [("Patient/p1",)]
+    assert rows(index.references, "encounter") == [("Encounter/e1",)]
+    assert rows(index.tokens, "combo-code") == [(LOINC, "29463-7", "body weight")]
+
+
+def test_observation_components_and_value_choices() -> None:
+    index = extract(
+        observation(
+            effectiveDateTime="2024-05-03T10:15",
+            valueCodeableConcept={"text": "Positive"},
+            component=[
+                {
+                    "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                    "valueQuantity": {"value": 120, "system": UCUM, "code": "mm[Hg]"},
+                },
+                {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]}, "valueString": "n/a"},
+            ],
+        )
+    )
+    assert rows(index.dates, "date") == [("2024-05-03T10:15:00.000000Z", "2024-05-03T10:15:59.999999Z")]
+    assert rows(index.tokens, "value-concept") == [(None, None, "positive")]
+    assert rows(index.strings, "value-string") == [("positive", "Positive")]
+    assert {r[1] for r in rows(index.tokens, "component-code")} == {"8480-6", "8462-4"}
+    (quantity,) = rows(index.quantities, "component-value-quantity")
+    assert quantity[:3] == (Decimal("120"), UCUM, "mm[Hg]")
+    assert rows(index.quantities, "value-quantity") == []
+
+
+def test_patient_name_birthdate_identifier_telecom_address() -> None:
+    index = extract(
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:mrn", "value": "M-1", "type": {"text": "Medical Record Number"}}],
+            "name": [{"family": "Müller", "given": ["Zoë", "Anne"], "prefix": ["Dr."]}],
+            "telecom": [
+                {"system": "phone", "value": "+41 44 555 12 12"},
+                {"system": "email", "value": "zoe@example.org"},
+            ],
+            "gender": "female",
+            "birthDate": "1980-02",
+            "address": [{"line": ["Bahnhofstrasse  1"], "city": "Zürich", "postalCode": "8001", "country": "CH"}],
+        }
+    )
+    assert rows(index.tokens, "identifier") == [("urn:mrn", "M-1", "medical record number")]
+    assert rows(index.tokens, "phone") == [(None, "+41 44 555 12 12", None)]
+    assert rows(index.tokens, "email") == [(None, "zoe@example.org", None)]
+    assert len(rows(index.tokens, "telecom")) == 2
+    assert rows(index.tokens, "gender") == [(None, "female", None)]
+    assert rows(index.strings, "family") == [("muller", "Müller")]
+    assert rows(index.strings, "given") == [("zoe", "Zoë"), ("anne", "Anne")]
+    assert ("dr.", "Dr.") in rows(index.strings, "name")
+    assert rows(index.strings, "address-city") == [("zurich", "Zürich")]
+    assert ("bahnhofstrasse 1", "Bahnhofstrasse  1") in rows(index.strings, "address")
+    assert rows(index.dates, "birthdate") == [("1980-02-01T00:00:00.000000Z", "1980-02-29T23:59:59.999999Z")]
+
+
+@pytest.mark.parametrize(
+    ("value", "lo", "hi"),
+    [
+        ("2024", "2024-01-01T00:00:00.000000Z", "2024-12-31T23:59:59.999999Z"),
+        ("2023-02", "2023-02-01T00:00:00.000000Z", "2023-02-28T23:59:59.999999Z"),
+        ("2024-05-03", "2024-05-03T00:00:00.000000Z", "2024-05-03T23:59:59.999999Z"),
+        ("2024-05-03T10:15:30", "2024-05-03T10:15:30.000000Z", "2024-05-03T10:15:30.999999Z"),
+        ("2024-05-03T10:15:30.12Z", "2024-05-03T10:15:30.120000Z", "2024-05-03T10:15:30.129999Z"),
+        ("2024-05-03T01:15:30+02:00", "2024-05-02T23:15:30.000000Z", "2024-05-02T23:15:30.999999Z"),
+        ("2024-12-31T23:30:00-05:00", "2025-01-01T04:30:00.000000Z", "2025-01-01T04:30:00.999999Z"),
+    ],
+)
+def test_date_precision_ranges_in_utc(value: str, lo: str, hi: str) -> None:
+    assert date_range(value) == (lo, hi)
+
+
+@pytest.mark.parametrize("value", ["2024-13", "2023-02-29", "2024-05-03T24:00:00Z", "yesterday"])
+def test_invalid_dates_are_not_indexed(value: str) -> None:
+    assert date_range(value) is None
+    assert rows(extract({"resourceType": "Patient", "birthDate": value}).dates, "birthdate") == []
+
+
+def test_open_period_ends_and_timing_events() -> None:
+    open_end = extract({"resourceType": "Encounter", "period": {"start": "2024-05-03"}})
+    assert rows(open_end.dates, "date") == [("2024-05-03T00:00:00.000000Z", DATE_MAX)]
+    open_start = extract({"resourceType": "Encounter", "period": {"end": "2024"}})
+    assert rows(open_start.dates, "date") == [(DATE_MIN, "2024-12-31T23:59:59.999999Z")]
+    timing = extract(observation(effectiveTiming={"event": ["2024-05-03", "2024-05-01T10:00:00Z"]}))
+    assert rows(timing.dates, "date") == [("2024-05-01T10:00:00.000000Z", "2024-05-03T23:59:59.999999Z")]
+
+
+def test_versioned_reference_and_resolve_is_patient() -> None:
+    versioned = extract(observation(subject={"reference": "Patient/p1/_history/3"}))
+    assert rows(versioned.references, "patient") == [("Patient/p1",)]
+    group = extract(observation(subject={"reference": "Group/g1"}))
+    assert rows(group.references, "subject") == [("Group/g1",)]
+    assert rows(group.references, "patient") == []
+    absolute = extract(observation(subject={"reference": "https://other.example/fhir/Patient/9"}))
+    assert rows(absolute.references, "patient") == [("https://other.example/fhir/Patient/9",)]
+
+
+def test_contained_and_conditional_references_are_not_stored() -> None:
+    index = extract(
+        observation(
+            subject={"reference": "#p"},
+            performer=[
+                {"reference": "Practitioner?identifier=urn:npi|1"},
+                {"identifier": {"system": "urn:npi", "value": "2"}},
+            ],
+        )
+    )
+    assert index.references == [] or all(code == "_profile" for code, _ in index.references)
+    assert rows(index.tokens, "performer:identifier") == [("urn:npi", "2", None)]
+
+
+def test_canonical_with_version_is_stored_with_and_without_it() -> None:
+    response = extract({"resourceType": "QuestionnaireResponse", "questionnaire": "http://x.org/Questionnaire/q|2.0"})
+    assert set(rows(response.references, "questionnaire")) == {
+        ("http://x.org/Questionnaire/q|2.0",),
+        ("http://x.org/Questionnaire/q",),
+    }
+    profiled = extract({"resourceType": "Patient", "meta": {"profile": ["http://x.org/StructureDefinition/p|1"]}})
+    assert rows(profiled.uris, "_profile") == [("http://x.org/StructureDefinition/p|1",)]
+    assert ("http://x.org/StructureDefinition/p",) in rows(profiled.references, "_profile")
+
+
+def test_meta_tag_security_and_source() -> None:
+    meta = {
+        "tag": [{"system": "urn:t", "code": "a"}],
+        "security": [{"system": "urn:s", "code": "R"}],
+        "source": "urn:src",
+    }
+    index = extract({"resourceType": "Basic", "meta": meta, "id": "b", "text": {"div": "<div/>"}})
+    assert rows(index.tokens, "_tag") == [("urn:t", "a", None)]
+    assert rows(index.tokens, "_security") == [("urn:s", "R", None)]
+    assert rows(index.uris, "_source") == [("urn:src",)]
+    assert not any(row[0] in ("_id", "_lastUpdated", "_text") for row in index.tokens + index.strings)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (("5", "mg"), ("0.005", "g")),
+        (("100", "mg/dL"), ("1", "g/L")),
+        (("5.5", "mmol/L"), ("0.0055", "mol/L")),
+        (("37", "Cel"), ("98.6", "[degF]")),
+        (("72", "/min"), ("72", "{beats}/min")),
+        (("2", "h"), ("120", "min")),
+        (("1000", "mL"), ("1", "L")),
+    ],
+)
+def test_quantities_in_commensurable_units_share_a_canonical_form(a: tuple, b: tuple) -> None:
+    def canonical(value: str, code: str) -> tuple:
+        quantity = {"value": float(value), "system": UCUM, "code": code}
+        (row,) = rows(extract(observation(valueQuantity=quantity)).quantities, "value-quantity")
+        return row[3], row[4]
+
+    assert canonical(*a) == canonical(*b)
+
+
+def test_non_ucum_quantity_keeps_its_unit_as_canonical() -> None:
+    quantity = {"value": 3, "unit": "tablets", "system": "http://example.org/units", "code": "TAB"}
+    (row,) = rows(extract(observation(valueQuantity=quantity)).quantities, "value-quantity")
+    assert row == (Decimal(3), "http://example.org/units", "TAB", Decimal(3), "TAB")
+
+
+def test_numbers_are_exact_decimals() -> None:
+    index = extract({"resourceType": "RiskAssessment", "prediction": [{"probabilityDecimal": 0.1}]})
+    assert rows(index.numbers, "probability") == [(Decimal("0.1"),)]
+
+
+def test_boolean_tokens() -> None:
+    active = extract({"resourceType": "Patient", "active": True, "deceasedBoolean": False})
+    assert rows(active.tokens, "active") == [(None, "true", None)]
+    assert rows(active.tokens, "deceased") == [(None, "false", None)]
+    died = extract({"resourceType": "Patient", "deceasedDateTime": "2020-01-01"})
+    assert rows(died.tokens, "deceased") == [(None, "true", None)]
+    assert rows(died.dates, "death-date") == [("2020-01-01T00:00:00.000000Z", "2020-01-01T23:59:59.999999Z")]
+
+
+def test_rows_are_deduplicated_and_unknown_types_give_nothing() -> None:
+    index = extract(observation(category=[{"coding": [{"system": "s", "code": "c"}]}] * 2))
+    assert rows(index.tokens, "category") == [("s", "c", None)]
+    assert extract({"resourceType": "NotAType", "code": "x"}) == IndexValues()
+
+
+def test_fold_drops_accents_case_and_extra_whitespace() -> None:
+    assert fold("  Ærø  CAFÉ\tstraße ") == "ærø cafe strasse"
+
+
+def test_every_resource_type_has_its_search_params() -> None:
+    types = resource_types()
+    assert len(types) == 146 and {"Patient", "Observation", "Task", "Bundle"} <= types
+    counts = {t: len(params_for(t)) for t in types}
+    assert all(n >= 8 for n in counts.values())  # at least the Resource-level params
+    assert {"code", "patient", "subject", "value-quantity", "date", "_tag", "combo-code-value-quantity"} <= set(
+        params_for("Observation")
+    )
+    assert counts["Observation"] == 47 and counts["Patient"] == 32
+    patient = param("Observation", "patient")
+    assert patient is not None and patient.type == "reference" and patient.target == ("Patient",)
+    assert patient.expression == "Observation.subject.where(resolve() is Patient)"
+    assert (
+        param("AllergyIntolerance", "code").expression
+        == "AllergyIntolerance.code | AllergyIntolerance.reaction.substance"
+    )
+    composite = param("Observation", "code-value-quantity")
+    assert composite.type == "composite" and [e for _, e in composite.components] == ["code", "value.as(Quantity)"]
+
+
+def test_no_search_param_falls_back_to_fhirpathpy() -> None:
+    assert {t: fallbacks(t) for t in resource_types() if fallbacks(t)} == {}
+
+
+def run(expression: str, resource: dict) -> list[tuple[str, list]]:
+    branches = compile_expression(expression, resource["resourceType"], element_types)
+    return [(b.type, found) for b in branches if (found := b.run([resource]))]
+
+
+def test_compiler_handles_extensions_choices_and_filters() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "extension": [
+            {
+                "url": "http://x.org/race",
+                "valueCoding": {"code": "a"},
+                "extension": [{"url": "text", "valueString": "T"}],
+            },
+            {"url": "http://x.org/other", "valueString": "s"},
+        ],
+        "telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "e@x.org"}],
+    }
+    assert run("Patient.extension('http://x.org/race').value", patient) == [("Coding", [{"code": "a"}])]
+    assert run("Patient.extension.where(url='http://x.org/race').value.ofType(Coding).code", patient) == [
+        ("code", ["a"])
+    ]
+    assert run("Patient.extension('http://x.org/race').extension('text').value", patient) == [("string", ["T"])]
+    assert run("Patient.extension('http://x.org/none').exists()", patient) == [("boolean", [False])]
+    assert run("Patient.telecom.where(system='email').value", patient) == [("string", ["e@x.org"])]
+    assert run("(Patient.telecom.value)[1] | Patient.gender", patient) == [("string", ["e@x.org"])]
+
+
+@pytest.mark.parametrize(
+    "expression", ["%resource.name", "Patient.name.where(family.startsWith('M'))", "Patient.name +"]
+)
+def test_compiler_refuses_what_it_does_not_support(expression: str) -> None:
+    with pytest.raises(Unsupported):
+        compile_expression(expression, "Patient", element_types)
+
+
+def test_fhirpathpy_fallback_resolves_reference_types() -> None:
+    fallback = extract_module._fhirpathpy("Observation.subject.where(resolve() is Patient)")
+    assert fallback([observation()]) == [{"reference": "Patient/p1"}]
+    assert fallback([observation(subject={"reference": "Group/g"})]) == []
+    index = IndexValues()
+    for value in extract_module._fhirpathpy("Patient.name.where(family.startsWith('M'))")(
+        [{"resourceType": "Patient", "name": [{"family": "Mo"}]}]
+    ):
+        extract_module._untyped("string")(index, "name", value)
+    assert index.strings == [("name", "mo", "Mo")]
+
+
+HANDMADE = [
+    {
+        "resourceType": "Patient",
+        "active": True,
+        "deceasedBoolean": False,
+        "telecom": [{"system": "phone", "value": "1"}],
+        "identifier": [{"system": "urn:mrn", "value": "M-1", "type": {"text": "MRN"}}],
+        "link": [{"other": {"reference": "Patient/2"}}],
+    },
+    observation(
+        effectiveInstant="2024-01-01T00:00:00Z",
+        valueDateTime="2024",
+        subject={"reference": "Group/1"},
+        component=[{"code": {"coding": [{"code": "c"}]}, "valueCodeableConcept": {"coding": [{"code": "v"}]}}],
+    ),
+    {
+        "resourceType": "Condition",
+        "onsetPeriod": {"start": "2020"},
+        "abatementAge": {"value": 5, "system": UCUM, "code": "a"},
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "medicationReference": {"reference": "Medication/m"},
+        "authoredOn": "2024-05-03T10:00:00+05:30",
+    },
+    {
+        "resourceType": "Appointment",
+        "participant": [{"actor": {"reference": "Patient/p"}}, {"actor": {"reference": "Location/l"}}],
+    },
+    {"resourceType": "ConceptMap", "sourceUri": "http://a", "targetCanonical": "http://b|2"},
+    {
+        "resourceType": "Group",
+        "characteristic": [{"code": {"coding": [{"code": "c"}]}, "valueBoolean": True}],
+        "actual": True,
+    },
+    {
+        "resourceType": "PlanDefinition",
+        "relatedArtifact": [
+            {"type": "depends-on", "resource": "http://lib|1"},
+            {"type": "composed-of", "resource": "http://x"},
+        ],
+    },
+    {
+        "resourceType": "Person",
+        "link": [{"target": {"reference": "Patient/p"}}, {"target": {"reference": "RelatedPerson/r"}}],
+    },
+    {"resourceType": "Claim", "total": {"value": 10.5, "currency": "USD"}, "patient": {"reference": "Patient/p"}},
+    {
+        "resourceType": "CarePlan",
+        "activity": [{"detail": {"scheduledTiming": {"repeat": {"boundsPeriod": {"start": "2024-01-01"}}}}}],
+    },
+    {"resourceType": "Encounter", "length": {"value": 30, "system": UCUM, "code": "min"}},
+]
+
+
+def _synthea() -> list[dict]:
+    if not SYNTHEA.is_dir():
+        pytest.skip(f"{SYNTHEA} is missing")
+    return [
+        orjson.loads(line) for f in sorted(SYNTHEA.glob("*.ndjson")) if f.name != "log.ndjson" for line in f.open("rb")
+    ]
+
+
+def test_synthea_dataset_extracts_known_values() -> None:
+    resources = _synthea()
+    indexes = [(r, extract(r)) for r in resources]
+    assert len(indexes) > 7000
+    patients = [(r, i) for r, i in indexes if r["resourceType"] == "Patient"]
+    for patient, index in patients:
+        family = patient["name"][0]["family"]
+        assert (family.lower(), family) in rows(index.strings, "family")
+        assert rows(index.dates, "birthdate")[0][0].startswith(patient["birthDate"])
+    encounters = [(r, i) for r, i in indexes if r["resourceType"] == "Encounter"]
+    for encounter, index in encounters:
+        assert rows(index.references, "patient") == [(encounter["subject"]["reference"],)]
+        assert not any("?" in target for _, target in index.references)  # conditional refs are resolved first
+    conditions = [i for r, i in indexes if r["resourceType"] == "Condition"]
+    assert all(rows(i.tokens, "code") and rows(i.dates, "onset-date") for i in conditions)
+
+
+def test_compiled_walkers_agree_with_fhirpathpy() -> None:
+    resources = _synthea()
+    samples = [r for i, r in enumerate(resources) if i % 25 == 0]
+    samples += HANDMADE
+    compiled: dict[tuple[str, str], object] = {}
+    for resource in samples:
+        expected = IndexValues()
+        for code, p in params_for(resource["resourceType"]).items():
+            if code in extract_module.SKIPPED or p.type in ("composite", "special") or not p.expression:
+                continue
+            key = (resource["resourceType"], code)
+            run = compiled.get(key) or compiled.setdefault(key, extract_module._fhirpathpy(p.expression))
+            emit = extract_module._emit_profile if code == "_profile" else extract_module._untyped(p.type)
+            for value in run([resource]):
+                emit(expected, code, value)
+        actual = extract(resource)
+        for name in IndexValues.__slots__:
+            assert set(getattr(actual, name)) == set(getattr(expected, name)), (resource["resourceType"], name)
