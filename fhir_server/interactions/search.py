@@ -18,6 +18,7 @@ from fhir_server.interactions.history import count_param
 from fhir_server.interactions.respond import shaped
 from fhir_server.search.plan import parse_query
 from fhir_server.services import Services
+from fhir_server.storage.port import SearchPage
 from fhir_server.summary import parse_summary
 from fhir_server.write import check_type
 
@@ -42,12 +43,17 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
     query = parse_query(type, items, strict=strict)
     params = dict(items)
     summary = parse_summary(params.get("_summary"))
-    total_mode = params.get("_total", "none")
-    if total_mode not in TOTAL_MODES:
+    total_mode = params.get("_total")
+    if total_mode not in (None, *TOTAL_MODES):
         raise invalid(f"_total must be one of {', '.join(TOTAL_MODES)}", "_total")
     count = 0 if summary == "count" else count_param(params.get("_count"), svc)
-    page = await svc.store.search(query, count=count, cursor=params.get("_cursor"),
-                                  total=summary == "count" or total_mode != "none")
+    # Counting costs a second query: done when asked (_total, _summary=count, _count=0).
+    # Without it, a first page that holds every match still states its total, which is free.
+    counted = total_mode in ("estimate", "accurate") or (total_mode is None and count == 0)
+    cursor = params.get("_cursor")
+    page = await svc.store.search(query, count=count, cursor=cursor, total=counted)
+    if page.total is None and total_mode is None and not cursor and not page.next_cursor:
+        page = SearchPage(page.entries, len(page.entries), None)
     base = base_url(request, svc.settings.base_url)
     kept = [(k, v) for k, v in items if k != "_cursor"]
     links = [{"relation": "self", "url": f"{base}/{type}?{urlencode(kept)}"}]
