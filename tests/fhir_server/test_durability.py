@@ -29,6 +29,7 @@ async def _stream_creates(base: str, acknowledged: list[str], stop: asyncio.Even
         await asyncio.gather(*(writer(n) for n in range(writers)))
 
 
+@pytest.mark.req("CN-4.4")
 def test_kill_9_during_creates_loses_no_acknowledged_write(tmp_path):
     data = tmp_path / "data"
     server = ServerProcess(data).start()

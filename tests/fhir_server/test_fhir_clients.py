@@ -19,6 +19,7 @@ def server(tmp_path_factory):
     proc.stop()
 
 
+@pytest.mark.req("UA-III.5")
 async def test_fhirpy_crud_search_and_history(server):
     client = AsyncFHIRClient(server.base, extra_headers={"Accept": "application/fhir+json"})
     patient = client.resource("Patient", name=[{"family": "Кузнецов", "given": ["Иван"]}],
@@ -47,6 +48,7 @@ async def test_fhirpy_crud_search_and_history(server):
     assert count == 0
 
 
+@pytest.mark.req("UA-III.5")
 def test_fhirclient_create_read_update_search(server):
     smart = fc_client.FHIRClient(settings={"app_id": "conformance", "api_base": server.base + "/"})
     p = FcPatient()
