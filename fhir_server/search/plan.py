@@ -110,7 +110,7 @@ def _prefix(s: str) -> tuple[str, str]:
 
 def _values(ptype: str, modifier: str, raw: str, name: str):
     for part in _split(raw):
-        if ptype == "token" and modifier != "text":
+        if (ptype == "token" and modifier != "text") or modifier == "identifier":
             if modifier == "missing":
                 yield Value(text=part)
                 continue

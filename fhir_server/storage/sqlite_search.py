@@ -10,6 +10,7 @@ import sqlite3
 from decimal import Decimal
 
 from fhir_server.errors import invalid
+from fhir_server.search import ucum
 from fhir_server.search.normalize import fold
 from fhir_server.search.plan import Clause, Query, Value
 from fhir_server.search.values import IndexValues
@@ -42,6 +43,7 @@ CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value);
 CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id);
 """
 
+UCUM = "http://unitsofmeasure.org"
 TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri")
 TABLE_BY_TYPE = {
     "token": "idx_token", "string": "idx_string", "date": "idx_date", "reference": "idx_reference",
@@ -101,7 +103,10 @@ def compile_page(query: Query, limit: int, after: list | None):
     if after is not None:
         where.append(_after(keys))
         args += _after_args(keys, after)
-    order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in keys)
+    # A `+` makes the id order unusable for index selection, so a _lastUpdated range can drive
+    # through resource_type_updated instead of a walk of every row of the type in id order.
+    ranged = not sort and any(c.param == "_lastUpdated" for c in query.clauses)
+    order = ", ".join(f"{'+' if ranged and c == 'r.id' else ''}{c} {'DESC' if d else 'ASC'}" for c, d in keys)
     sql = f"SELECT r.id, r.version, r.last_updated, r.json FROM resource r WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
     positions = {"r.id": 0, "r.version": 1, "r.last_updated": 2}
     return sql, (*args, limit), lambda row: [row[positions[c]] for c, _ in keys]
@@ -182,22 +187,15 @@ def _value_cond(c: Clause, v: Value) -> tuple[str, list]:
     if t == "reference":
         return "target=?", [_ref_target(c, v)]
     if t == "uri":
-        if c.modifier == "below":
-            return "value LIKE ? ESCAPE '\\'", [_like(v.text) + "%"]
+        if c.modifier == "below":  # URIs compare case-sensitively: no LIKE
+            return "substr(value, 1, length(?)) = ?", [v.text, v.text]
         if c.modifier == "above":
-            return "? LIKE (replace(replace(value, '%', '\\%'), '_', '\\_') || '%') ESCAPE '\\'", [v.text]
+            return "value = substr(?, 1, length(value))", [v.text]
         return "value=?", [v.text]
     if t == "number":
         return _number_cond(v, "value")
     if t == "quantity":
-        sql, args = _number_cond(v, "value")
-        if v.unit:
-            sql += " AND (code=? OR ccode=?)"
-            args += [v.unit, v.unit]
-        if v.system:
-            sql += " AND system=?"
-            args.append(v.system)
-        return sql, args
+        return _quantity_cond(v)
     raise invalid(f"Search parameter type {c.type} is not supported", c.param)
 
 
@@ -238,6 +236,23 @@ def _number_cond(v: Value, col: str) -> tuple[str, list]:
            "le": (f"{col} <= ?", [x]), "sa": (f"{col} > ?", [x]), "eb": (f"{col} < ?", [x]),
            "ap": (f"{col} >= ? AND {col} <= ?", [x - abs(x) * 0.1, x + abs(x) * 0.1])}
     return ops[v.prefix]
+
+
+def _quantity_cond(v: Value) -> tuple[str, list]:
+    """A quantity matches in the unit it was given in, or in UCUM-canonical form (5 mg = 0.005 g)."""
+    sql, args = _number_cond(v, "value")
+    if not v.unit:
+        if v.system:
+            return f"{sql} AND system=?", [*args, v.system]
+        return sql, args
+    system = " AND system=?" if v.system else ""
+    given = f"({sql} AND code=?{system})"
+    args = [*args, v.unit, *([v.system] if v.system else [])]
+    canon = ucum.canonical(v.number, v.unit) if v.system in (None, UCUM) else None
+    if canon is None:
+        return given, args
+    csql, cargs = _number_cond(Value(prefix=v.prefix, number=canon[0]), "cvalue")
+    return f"({given} OR ({csql} AND ccode=?))", [*args, *cargs, canon[1]]
 
 
 def _prefix_range(s: str) -> list[str]:

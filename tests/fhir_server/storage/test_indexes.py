@@ -1,0 +1,136 @@
+"""The common search shapes are answered from an index: MongoDB ``explain()``, SQLite
+``EXPLAIN QUERY PLAN``."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from fhir_server.search.extract import extract
+from fhir_server.search.plan import parse_query
+from fhir_server.storage import mongo_search, sqlite_search
+from fhir_server.storage.cursor import decode_cursor
+from fhir_server.storage.port import Write
+from tests.fhir_server.storage.conftest import mongodb_only
+
+COMMON = [
+    # (query items, MongoDB index, SQLite index)
+    ([("patient", "Patient/p1")], "patient_id", "idx_reference_target"),
+    ([("subject", "Patient/p1")], "subject_id", "idx_reference_target"),
+    ([("code", "8867-4")], "code_id", "idx_token_code"),
+    ([("code", "http://loinc.org|8867-4")], "code_id", "idx_token_code"),
+    ([("identifier", "urn:ids|o7")], "identifier_id", "idx_token_code"),
+    ([("status", "final")], "status_id", "idx_token_code"),
+    ([("date", "ge2024-01-05")], "date.hi", "idx_date_hi"),
+    ([("date", "lt2024-01-05")], "date.lo", "idx_date_lo"),
+    ([("_lastUpdated", "ge2024-01-01T00:00:30Z"), ("_sort", "_lastUpdated")], "lu_id", "resource_type_updated"),
+    ([("_sort", "-_lastUpdated")], "lu_id", "resource_type_updated"),
+]
+
+
+def observations(n: int = 40) -> list[Write]:
+    writes = []
+    for i in range(n):
+        res = {
+            "resourceType": "Observation", "id": f"o{i}", "status": "final" if i % 3 else "preliminary",
+            "identifier": [{"system": "urn:ids", "value": f"o{i}"}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": f"{8867 + i % 5}-4"}]},
+            "subject": {"reference": f"Patient/p{i % 8}"}, "effectiveDateTime": f"2024-01-{1 + i % 28:02d}",
+        }  # fmt: skip
+        writes.append(Write("Observation", res["id"], 1, f"2024-01-01T00:00:{i:02d}.000000Z", orjson.dumps(res),
+                            extract(res), 0, "POST"))  # fmt: skip
+    return writes
+
+
+def index_names(explain: dict) -> list[str]:
+    """Stages of the winning plan as ``IXSCAN:<index>`` / ``<STAGE>`` (classic and SBE explain)."""
+    out = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "stage" in node:
+                out.append(f"IXSCAN:{node.get('indexName')}" if node["stage"] == "IXSCAN" else node["stage"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(explain["queryPlanner"]["winningPlan"])
+    return out
+
+
+@pytest.fixture
+async def mongo(mongo_store):
+    await mongo_store.commit(observations())
+    return mongo_store
+
+
+@pytest.fixture
+async def sqlite(sqlite_store):
+    await sqlite_store.commit(observations())
+    return sqlite_store
+
+
+@pytest.mark.parametrize(("items", "index"), [(items, index) for items, index, _ in COMMON])
+async def test_mongodb_answers_common_searches_from_an_index(mongo, items, index):
+    plan = index_names(await mongo.explain(parse_query("Observation", items)))
+    assert f"IXSCAN:{index}" in plan, plan
+    assert "COLLSCAN" not in plan
+
+
+async def test_mongodb_next_page_of_a_reference_search_uses_the_index(mongo):
+    query = parse_query("Observation", [("subject", "Patient/p1")])
+    first = await mongo.search(query, count=2, cursor=None, total=False)
+    filt, sort, _ = mongo_search.compile_page(query, decode_cursor(first.next_cursor))
+    explain = await mongo.db["Observation"].find(filt).sort(sort).limit(3).explain()
+    assert "IXSCAN:subject_id" in index_names(explain)
+
+
+async def test_mongodb_referrers_and_history_use_indexes(mongo):
+    refs = await mongo.db["refs"].find({"x": {"$in": ["Patient/p1"]}}).explain()
+    assert "IXSCAN:x" in index_names(refs)
+    history = await mongo.db["history"].find({"t": "Observation", "i": "o1"}).sort(
+        [("lu", -1), ("o", -1), ("_id", -1)]).explain()  # fmt: skip
+    assert "COLLSCAN" not in index_names(history)
+
+
+@mongodb_only("SecantusDB does not use indexes for $elemMatch")
+async def test_mongodb_date_equality_uses_an_index(mongo):
+    plan = index_names(await mongo.explain(parse_query("Observation", [("date", "2024-01-05")])))
+    assert any(p in plan for p in ("IXSCAN:date.lo", "IXSCAN:date.hi")), plan
+
+
+@mongodb_only("SecantusDB does not use indexes for anchored regular expressions")
+async def test_mongodb_string_prefix_uses_an_index(mongo_store):
+    res = {"resourceType": "Patient", "id": "p", "name": [{"family": "Müller"}]}
+    lu = "2024-01-01T00:00:00.000000Z"
+    await mongo_store.commit([Write("Patient", "p", 1, lu, orjson.dumps(res), extract(res), 0)])
+    plan = index_names(await mongo_store.explain(parse_query("Patient", [("family", "mul")])))
+    assert "IXSCAN:family_id" in plan, plan
+
+
+@mongodb_only("SecantusDB plans a filter on two indexed fields as a collection scan")
+async def test_mongodb_combined_search_uses_an_index(mongo):
+    plan = index_names(await mongo.explain(parse_query("Observation", [("patient", "Patient/p1"), ("code", "8867-4")])))
+    assert any(p in plan for p in ("IXSCAN:patient_id", "IXSCAN:code_id")), plan
+
+
+@mongodb_only("SecantusDB sorts in memory after any index scan")
+async def test_mongodb_reference_search_is_sorted_by_the_index(mongo):
+    plan = index_names(await mongo.explain(parse_query("Observation", [("subject", "Patient/p1")])))
+    assert "IXSCAN:subject_id" in plan and "SORT" not in plan, plan
+
+
+@pytest.mark.parametrize(("items", "index"), [(items, index) for items, _, index in COMMON])
+async def test_sqlite_answers_common_searches_from_an_index(sqlite, items, index):
+    sql, args, _ = sqlite_search.compile_page(parse_query("Observation", items), 51, None)
+    plan = [row[3] for row in sqlite._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    assert any(f"INDEX {index} " in step for step in plan), plan
+
+
+async def test_sqlite_last_updated_range_uses_its_index_without_sort(sqlite):
+    sql, args, _ = sqlite_search.compile_page(parse_query("Observation", [("_lastUpdated", "ge2024-01-01T00:00:30Z")]),
+                                              51, None)  # fmt: skip
+    plan = [row[3] for row in sqlite._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    assert any("INDEX resource_type_updated " in step for step in plan), plan
