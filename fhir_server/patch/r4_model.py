@@ -1,21 +1,21 @@
 """The slice of the FHIR R4 structure the FHIRPath Patch engine needs.
 
-``r4_elements.json.gz`` is generated from the R4 StructureDefinitions by
-``tests/fhir_server/patch/_convert_hl7_cases.py``. It maps each element path (choice elements
-without ``[x]``) to ``<flags><types>``: flag ``*`` = repeating, ``?`` = choice (the JSON name is
-the element name + the type's name with its first letter upper-cased); types are ``|``-separated
-or ``#<path>`` for a content reference (e.g. ``Questionnaire.item.item``).
+A thin view over ``fhir_server.validation.definitions`` (the server's one copy of the R4
+element definitions): element lookup by FHIRPath name or JSON key, type ancestry, type
+compatibility of a Parameters value with an element. An element typed by a backbone element
+reports the declared type (``BackboneElement``, or ``Element`` inside data types) and its
+definition path (``Observation.component``, or the target of a content reference such as
+``Questionnaire.item.item`` -> ``Questionnaire.item``) as the base of its children; a
+profiled element reports its R4 type (``Quantity``, not ``SimpleQuantity``).
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
-import json
-import pathlib
 from dataclasses import dataclass
 
-_DATA = pathlib.Path(__file__).with_name("r4_elements.json.gz")
+from fhir_server.validation import definitions
+
 BACKBONE = ("BackboneElement", "Element")
 
 
@@ -27,33 +27,22 @@ class ElementInfo:
     choice: bool
 
 
-@functools.cache
-def _table() -> dict:
-    return json.loads(gzip.decompress(_DATA.read_bytes()))
-
-
-@functools.cache
-def _known_bases() -> frozenset[str]:
-    return frozenset(p.rsplit(".", 1)[0] for p in _table()["elements"])
-
-
 def is_known_base(base: str | None) -> bool:
     """Whether ``base`` (a type name or a backbone element path) has known children."""
-    return base is not None and base in _known_bases()
+    t = definitions.type_def(base)
+    return t is not None and bool(t.elements)
 
 
 @functools.cache
 def element(base: str | None, name: str) -> ElementInfo | None:
     """The definition of child ``name`` (FHIRPath name, no type suffix) of ``base``."""
-    if base is None:
+    e = definitions.element(base, name)
+    if e is None:
         return None
-    spec = _table()["elements"].get(f"{base}.{name}")
-    if spec is None:
-        return None
-    flags, body = spec[: len(spec) - len(spec.lstrip("*?"))], spec.lstrip("*?")
-    if body.startswith("#"):
-        return ElementInfo(body[1:], ("BackboneElement",), "*" in flags, False)
-    return ElementInfo(f"{base}.{name}", tuple(body.split("|")), "*" in flags, "?" in flags)
+    target = definitions.type_def(e.types[0]) if len(e.types) == 1 else None
+    if target is not None and target.kind == "backbone":  # own backbone, or a content reference
+        return ElementInfo(target.name, (target.base,), e.repeating, False)
+    return ElementInfo(f"{base}.{name}", e.types, e.repeating, e.choice)
 
 
 @functools.cache
@@ -85,25 +74,16 @@ def choice_key(name: str, type_name: str) -> str:
 
 
 def is_primitive(type_name: str | None) -> bool:
-    return type_name is not None and (type_name in _primitives() or type_name == "xhtml")
-
-
-@functools.cache
-def _primitives() -> frozenset[str]:
-    return frozenset(_table()["primitives"])
+    return type_name is not None and type_name in definitions.primitive_types()
 
 
 def ancestors(type_name: str) -> list[str]:
-    """``type_name`` and the types it specialises (``Age`` -> Age, Quantity, Element, Base)."""
-    out = [type_name]
-    parents = _table()["parents"]
-    while out[-1] in parents and len(out) < 20:
-        out.append(parents[out[-1]])
-    return out
+    """``type_name`` and the types it specialises (``Age`` -> Age, Quantity, Element)."""
+    return list(definitions.ancestors(type_name))
 
 
 def is_resource_type(type_name: str | None) -> bool:
-    return type_name is not None and "Resource" in ancestors(type_name)
+    return type_name is not None and "Resource" in definitions.ancestors(type_name)
 
 
 def type_of_value_key(key: str) -> str | None:
@@ -112,7 +92,7 @@ def type_of_value_key(key: str) -> str | None:
         return None
     suffix = key[5:]
     low = suffix[0].lower() + suffix[1:]
-    return low if low in _primitives() else suffix
+    return low if low in definitions.primitive_types() else suffix
 
 
 def compatible(value_type: str | None, allowed: tuple[str, ...]) -> bool:
@@ -128,11 +108,11 @@ def compatible(value_type: str | None, allowed: tuple[str, ...]) -> bool:
         return any(is_primitive(t) and _json_kind(t) == _json_kind(value_type) for t in allowed)
     if any(t in BACKBONE or t == "Resource" for t in allowed):
         return value_type in allowed or (("Resource" in allowed) and is_resource_type(value_type))
-    chain = ancestors(value_type)
+    chain = definitions.ancestors(value_type)
     return any(t in chain for t in allowed)
 
 
 def _json_kind(type_name: str) -> str:
-    if type_name == "boolean":
-        return "boolean"
-    return "number" if type_name in ("integer", "positiveInt", "unsignedInt", "decimal", "integer64") else "string"
+    """``string``, ``boolean`` or ``number`` (integer and decimal types) for primitive ``type_name``."""
+    kind = definitions.primitive(type_name)["json"]
+    return "number" if kind in ("integer", "decimal") else kind

@@ -3,7 +3,7 @@
 Per resource type, every SearchParameter expression is compiled once (``fhirpath_compile``) into
 typed branches, and each branch gets the emitter for (param type, FHIR type) at compile time; an
 extraction is then a few dict walks per param. Expressions outside the compiled subset fall back
-to fhirpathpy with shape-based emitters: none of the 1378 R4 parameters do (the generator prints
+to fhirpathpy with shape-based emitters: none of the 1377 R4 parameters do (the generator prints
 the count; ``test_extract`` asserts it). Composite and special parameters are not extracted yet,
 nor are the params the store handles itself (``SKIPPED``).
 """

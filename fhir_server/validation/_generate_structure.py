@@ -7,16 +7,22 @@ Run from the project root (needs ``../shared/fhir-r4``; the server never reads i
 Output (gzip, sorted keys, deterministic)::
 
     {"fhirVersion": "4.0.1",
-     "primitives": {name: {"json": "string"|"boolean"|"integer"|"decimal",
+     "primitives": {name: {"json": "string"|"boolean"|"integer"|"decimal", "base"?: str,
                            "regex": str|None, "maxLength": int|None, "min"/"max": int}},
-     "types": {name: {"kind": "primitive-type"|"complex-type"|"resource"|"backbone",
-                      "abstract": bool,
+     "types": {name: {"kind": "complex-type"|"resource"|"backbone",
+                      "abstract": bool, "base"?: str,
                       "elements": {name: {"types": [...], "min": int, "max": "*"|int,
                                           "choice"?: true, "contentRef"?: str,
-                                          "binding"?: [codes]}}}}}
+                                          "profile"?: str, "binding"?: [codes]}}}}}
 
 Backbone elements become their own types named by path (``Observation.component``);
 a ``contentReference`` (``#Questionnaire.item``) resolves to that backbone type.
+``base`` is the type a type specialises or constrains (``baseDefinition``: ``Age`` ->
+``Quantity``, ``id`` -> ``string``, ``Patient`` -> ``DomainResource``; none for ``Element``
+and ``Resource``); a backbone type's base is its element's declared type (``BackboneElement``,
+or ``Element`` inside data types such as ``Timing.repeat``). ``types`` are the R4 type codes;
+``profile`` names the constrained type a (non-choice) element is profiled to
+(``SimpleQuantity`` for ``Observation.referenceRange.low``, a ``Quantity``).
 ``binding`` lists the allowed codes of a ``code`` element bound ``required`` to a value
 set that is a plain enumeration (concept lists / whole complete code systems, no filters).
 """
@@ -153,6 +159,10 @@ def _type_code(t: dict) -> str:
     return SYSTEM_TYPES.get(code, code)
 
 
+def _base_name(sd: dict) -> str:
+    return sd["baseDefinition"].rsplit("/", 1)[1]
+
+
 def _primitive(sd: dict) -> dict:
     value = next(e for e in sd["snapshot"]["element"] if e["path"].endswith(".value"))
     regex = None
@@ -162,6 +172,8 @@ def _primitive(sd: dict) -> dict:
     name = sd["id"]
     json_kind = {"boolean": "boolean", "decimal": "decimal"}.get(name, "string")
     out: dict = {"json": json_kind, "regex": regex, "maxLength": value.get("maxLength")}
+    if sd.get("baseDefinition"):
+        out["base"] = _base_name(sd)
     if name in INT_RANGES:
         out.update(json="integer", min=INT_RANGES[name][0], max=INT_RANGES[name][1])
     return out
@@ -222,6 +234,8 @@ def _structure(sd: dict, term: _Terminology, types: dict, schema: dict) -> None:
     has_children = {p.rsplit(".", 1)[0] for p in paths if "." in p}
     kind = "resource" if sd["kind"] == "resource" else sd["kind"]
     types[name] = {"kind": kind, "abstract": bool(sd.get("abstract")), "elements": {}}
+    if sd.get("baseDefinition"):
+        types[name]["base"] = _base_name(sd)
 
     def owner(path: str) -> str:
         parent = path.rsplit(".", 1)[0]
@@ -240,7 +254,10 @@ def _structure(sd: dict, term: _Terminology, types: dict, schema: dict) -> None:
             spec.update(types=[ref_type], contentRef=ref_type)
         elif path in has_children:
             backbone = name + path[len(root):]
-            types[backbone] = {"kind": "backbone", "abstract": False, "elements": {}}
+            declared = [t["code"] for t in el.get("type", [])]
+            if declared not in (["BackboneElement"], ["Element"]):
+                raise SystemExit(f"element {path} has children but is typed {declared}")
+            types[backbone] = {"kind": "backbone", "abstract": False, "base": declared[0], "elements": {}}
             spec["types"] = [backbone]
         else:
             codes = []
@@ -248,7 +265,8 @@ def _structure(sd: dict, term: _Terminology, types: dict, schema: dict) -> None:
                 code = _type_code(t)
                 if not ename.endswith("[x]"):
                     for prof in t.get("profile", []):
-                        code = PROFILE_TYPES.get(prof, code)
+                        if prof in PROFILE_TYPES:
+                            spec["profile"] = PROFILE_TYPES[prof]
                 codes.append(code)
             if kind == "resource" and ename == "id" and path.count(".") == 1:
                 codes = ["id"]  # R4 snapshots say string; the spec (and JSON schema) say id
@@ -281,9 +299,16 @@ def generate(src: Path) -> dict:
         _structure(sd, term, types, schema)
     for t in types.values():  # sanity: every referenced type exists
         for ename, spec in t["elements"].items():
-            for code in spec["types"]:
+            for code in spec["types"] + [spec.get("profile", "Resource")]:
                 if code not in types and code not in primitives and code != "Resource":
                     raise SystemExit(f"unknown type {code} for element {ename}")
+    for name, t in [*types.items(), *primitives.items()]:  # sanity: ancestry is closed and acyclic
+        seen = {name}
+        while "base" in t:
+            if t["base"] in seen or (t["base"] not in types and t["base"] not in primitives):
+                raise SystemExit(f"bad base {t['base']} of {name}")
+            seen.add(t["base"])
+            t = types.get(t["base"]) or primitives[t["base"]]
     return {"fhirVersion": "4.0.1", "primitives": primitives, "types": types}
 
 

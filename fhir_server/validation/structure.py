@@ -1,7 +1,7 @@
 """Write-path structural validation of FHIR R4 JSON resources.
 
-``validate(resource)`` checks a parsed JSON resource against the R4 element tables
-generated into ``_generated_structure.json.gz`` (see ``_generate_structure``): unknown
+``validate(resource)`` checks a parsed JSON resource against the R4 element definitions
+(``definitions``, generated into ``_generated_structure.json.gz``): unknown
 elements, JSON types, primitive formats, cardinality, empty values (ele-1), primitive
 extensions (``_birthDate``, aligned ``_given`` arrays), choice types, contained / Bundle /
 Parameters resources (checked by their own ``resourceType``), nesting depth and ``code``
@@ -15,23 +15,22 @@ Issue codes: ``structure`` (unknown element, wrong JSON type, array vs single va
 ``code-invalid`` (code outside a required value set), ``too-costly`` (nesting deeper than
 ``max_depth`` objects; validation stops there).
 
-The table is compiled once into ``_Type`` objects whose ``elems`` map each JSON key to a
+The definitions are compiled once into ``_Type`` objects whose ``elems`` map each JSON key to a
 small tuple, so the hot loop is dict lookups, ``type() is`` tests and compiled regexes.
 """
 
 from __future__ import annotations
 
 import calendar
-import gzip
-import json
 import math
 import re
+from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 
 from ..errors import OperationOutcomeError, issue
+from . import definitions
 
-TABLE = Path(__file__).with_name("_generated_structure.json.gz")
+TABLE = definitions.TABLE  # the generated table the definitions are read from
 MAX_ISSUES = 50
 DEFAULT_MAX_DEPTH = 64
 
@@ -91,7 +90,7 @@ def _b64_check(v: str) -> bool:
     return len(v) % 4 == 0
 
 
-def _num_check(spec: dict):
+def _num_check(spec: Mapping):
     kind = spec["json"]
     if kind == "boolean":
         return lambda v: v is True or v is False
@@ -101,7 +100,7 @@ def _num_check(spec: dict):
     return lambda v: type(v) is int or (type(v) is float and math.isfinite(v))
 
 
-def _str_check(name: str, spec: dict):
+def _str_check(name: str, spec: Mapping):
     if name == "base64Binary":
         return _b64_check
     regex = spec["regex"] or r"[\s\S]+"
@@ -115,13 +114,11 @@ def _str_check(name: str, spec: dict):
 
 
 @lru_cache(maxsize=1)
-def _compiled() -> tuple[dict[str, _Type], dict[str, dict], _Type]:
-    with gzip.open(TABLE, "rb") as f:
-        table = json.loads(f.read())
-    prims = table["primitives"]
+def _compiled() -> tuple[dict[str, _Type], dict[str, Mapping], _Type]:
+    prims = {n: definitions.primitive(n) for n in sorted(definitions.primitive_types())}
     checks = {n: (_S_NUM, _num_check(s)) if s["json"] != "string" else (_S_STR, _str_check(n, s)) for n, s in prims.items()}
-    tdefs = table["types"]
-    types = {n: _Type(n, d["kind"] == "resource") for n, d in tdefs.items()}
+    tdefs = definitions.complex_types()
+    types = {n: _Type(n, d.kind == "resource") for n, d in tdefs.items()}
 
     def element(code: str, is_list: bool, maxn, binding) -> tuple:
         check, sub = None, None
@@ -129,7 +126,7 @@ def _compiled() -> tuple[dict[str, _Type], dict[str, dict], _Type]:
             kind, check = checks[code]
             if binding:
                 check = frozenset(binding).__contains__
-        elif code == "Resource" or tdefs[code]["kind"] == "resource":
+        elif code == "Resource" or tdefs[code].kind == "resource":
             kind, sub = _S_RES, None if code == "Resource" else code
         else:
             kind, sub = _S_CPLX, types[code]
@@ -138,14 +135,13 @@ def _compiled() -> tuple[dict[str, _Type], dict[str, dict], _Type]:
     for name, d in tdefs.items():
         t = types[name]
         required, req_choice, choice_keys = set(), [], set()
-        for ename, spec in d["elements"].items():
-            mx = spec["max"]
-            is_list = mx == "*" or mx > 1
-            maxn = mx if is_list and mx != "*" else None
-            if spec.get("choice"):
+        for ename, spec in d.elements.items():
+            is_list = spec.repeating
+            maxn = spec.max if is_list else None
+            if spec.choice:
                 keys = set()
-                for code in spec["types"]:
-                    key = ename + code[0].upper() + code[1:]
+                for code in spec.types:
+                    key = spec.json_key(code)
                     t.elems[key] = element(code, is_list, maxn, None)
                     keys.add(key)
                     t.choice_group[key] = (ename, key)
@@ -153,11 +149,11 @@ def _compiled() -> tuple[dict[str, _Type], dict[str, dict], _Type]:
                         keys.add("_" + key)
                         t.choice_group["_" + key] = (ename, key)
                 choice_keys |= keys
-                if spec["min"] >= 1:
+                if spec.min >= 1:
                     req_choice.append((ename, frozenset(keys)))
-            else:
-                t.elems[ename] = element(spec["types"][0], is_list, maxn, spec.get("binding"))
-                if spec["min"] >= 1:
+            else:  # a profiled element is checked against its profile (SimpleQuantity: no comparator)
+                t.elems[ename] = element(spec.profile or spec.types[0], is_list, maxn, spec.binding)
+                if spec.min >= 1:
                     required.add(ename)
         if t.is_resource:
             t.elems["resourceType"] = (_SKIP, None, None, None, None)
@@ -165,14 +161,13 @@ def _compiled() -> tuple[dict[str, _Type], dict[str, dict], _Type]:
         t.req_choice = tuple(req_choice)
         t.choice_keys = frozenset(choice_keys) if choice_keys else None
         t.post = bool(required or req_choice or choice_keys)
-    resources = {n: t for n, t in types.items() if t.is_resource and not tdefs[n]["abstract"]}
+    resources = {n: types[n] for n in sorted(definitions.resource_types())}
     return resources, prims, types["Element"]
 
 
-@lru_cache(maxsize=1)
 def resource_types() -> frozenset[str]:
     """The concrete R4 resource types known to the validator."""
-    return frozenset(_compiled()[0])
+    return definitions.resource_types()
 
 
 # ------------------------------------------------------------------ hot path
