@@ -1,9 +1,10 @@
 """``telemed load``: Bundles (JSON) and NDJSON files into the server, through its REST write path.
 
 Transaction Bundles are posted as they are (all or nothing). Batch and collection Bundles and
-NDJSON lines are posted as batch Bundles of ``chunk`` entries (``PUT Type/id`` when the resource
-has an id, else ``POST Type``), several batches at a time, so every resource is accepted or
-rejected on its own and the reason is reported. Files are loaded in an order that puts the
+NDJSON lines are posted in chunks of ``chunk`` entries (``PUT Type/id`` when the resource has an
+id, else ``POST Type``), several chunks at a time: each chunk as one transaction (one commit),
+and a chunk that is refused again as a batch, so every resource is accepted or rejected on its
+own and the reason is reported. Files are loaded in an order that puts the
 resources others point to (Organization, Location, Practitioner, Patient...) first, so the
 conditional references of bulk data (``Practitioner?identifier=...``) resolve; entries whose
 reference target was not there yet are tried once more at the end.
@@ -151,6 +152,14 @@ class Loader:
         await self._batch([(path.name, doc)])
 
     async def _batch(self, items: list[tuple[str, dict]], final: bool = False) -> None:
+        """Load ``items`` as one transaction (one commit); if any is refused, entry by entry as a
+        batch, so the good ones load and each refusal has its reason."""
+        if len(items) > 1:
+            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry_for(r) for _, r in items]}
+            r = await self.client.post("", content=orjson.dumps(bundle), headers=_headers(minimal=True))
+            if r.status_code == 200:
+                self.summary.loaded += len(items)
+                return
         bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry_for(r) for _, r in items]}
         r = await self.client.post("", content=orjson.dumps(bundle), headers=_headers(minimal=True))
         if r.status_code != 200:

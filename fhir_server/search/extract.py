@@ -140,6 +140,11 @@ def _identifier(out: IndexValues, code: str, v: Any) -> None:
         kind = v.get("type")
         text = kind.get("text") if type(kind) is dict else None
         out.tokens.append((code, v.get("system"), v.get("value"), fold(text) if type(text) is str else None))
+        if type(kind) is dict and type(v.get("value")) is str:
+            # ``:of-type``: one row per type coding, system "typesystem|typecode", code the value
+            for c in kind.get("coding") or ():
+                if type(c) is dict and c.get("code"):
+                    out.tokens.append((f"{code}:of-type", f"{c.get('system') or ''}|{c['code']}", v["value"], None))
 
 
 def _contact_point(out: IndexValues, code: str, v: Any) -> None:

@@ -37,3 +37,37 @@ class IndexValues:
     numbers: list[tuple[str, Decimal]] = field(default_factory=list)
     quantities: list[tuple[str, Decimal, str | None, str | None, Decimal, str | None]] = field(default_factory=list)
     uris: list[tuple[str, str]] = field(default_factory=list)
+
+
+def sort_keys(ix: IndexValues) -> dict[str, tuple[object, object]]:
+    """Per parameter, the (lowest, highest) value a resource sorts by: ``_sort=p`` orders by the
+    lowest, ``_sort=-p`` by the highest. Dates by their ranges, quantities by canonical value,
+    tokens by code, strings folded, references by target; numbers as floats."""
+    keys: dict[str, list] = {}
+
+    def add(param: str, lo, hi) -> None:
+        k = keys.get(param)
+        if k is None:
+            keys[param] = [lo, hi]
+        else:
+            if lo < k[0]:
+                k[0] = lo
+            if hi > k[1]:
+                k[1] = hi
+
+    for p, lo, hi in ix.dates:
+        add(p, lo, hi)
+    for p, folded, _ in ix.strings:
+        add(p, folded, folded)
+    for p, _system, code, _text in ix.tokens:
+        if code is not None and ":" not in p:
+            add(p, code, code)
+    for p, target in ix.references:
+        add(p, target, target)
+    for p, v in ix.numbers:
+        add(p, float(v), float(v))
+    for p, _v, _s, _c, cv, _cc in ix.quantities:
+        add(p, float(cv), float(cv))
+    for p, v in ix.uris:
+        add(p, v, v)
+    return {p: (k[0], k[1]) for p, k in keys.items()}

@@ -90,6 +90,19 @@ class Store(Protocol):
 
     async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage: ...
 
+    async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
+        """The current, non-deleted versions of those of ``ids`` that exist (any order)."""
+        ...
+
+    async def search_ids(self, query: Query, limit: int) -> list[str]:
+        """Ids of up to ``limit`` resources matching ``query`` (its filters only; no sort)."""
+        ...
+
+    async def distinct_references(self, query: Query, param: str | None, limit: int) -> list[str]:
+        """Distinct targets that resources matching ``query`` reference through ``param`` (None: any
+        reference parameter), up to ``limit``: the ``Type/id`` strings as indexed."""
+        ...
+
     async def referrers(self, targets: list[str], limit: int) -> list[str]: ...
 
     async def close(self) -> None: ...

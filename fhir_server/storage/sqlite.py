@@ -120,6 +120,24 @@ class SQLiteStore:
             n = self._reader.execute(csql, cargs).fetchone()[0]
         return SearchPage(entries, n, encode_cursor(keyfn(rows[-1])) if more else None)
 
+    async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
+        out = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._reader.execute(
+                f"SELECT id, version, last_updated, json FROM resource WHERE type=? AND deleted=0 "
+                f"AND id IN ({','.join('?' * len(chunk))})", (type, *chunk)).fetchall()
+            out += [Stored(type, r[0], r[1], r[2], False, r[3]) for r in rows]
+        return out
+
+    async def search_ids(self, query: Query, limit: int) -> list[str]:
+        sql, args = sqlite_search.compile_ids(query, limit)
+        return [r[0] for r in self._reader.execute(sql, args)]
+
+    async def distinct_references(self, query: Query, param: str | None, limit: int) -> list[str]:
+        sql, args = sqlite_search.compile_distinct_references(query, param, limit)
+        return [r[0] for r in self._reader.execute(sql, args)]
+
     async def referrers(self, targets: list[str], limit: int) -> list[str]:
         if not targets:
             return []
@@ -179,7 +197,7 @@ class SQLiteStore:
 
     def _apply(self, conn: sqlite3.Connection, writes: list[Write], guards: list[Guard]) -> None:
         for guard in guards:
-            sql, args, _ = sqlite_search.compile_page(guard.query, 1000, None)
+            sql, args = sqlite_search.compile_ids(guard.query, 1000)
             ids = frozenset(r[0] for r in conn.execute(sql, args))
             if ids != guard.ids:
                 raise VersionConflict(f"matches of {guard.query} changed")

@@ -13,7 +13,7 @@ from fhir_server.errors import invalid
 from fhir_server.search import ucum
 from fhir_server.search.normalize import fold
 from fhir_server.search.plan import Clause, Query, Value
-from fhir_server.search.values import IndexValues
+from fhir_server.search.values import IndexValues, sort_keys
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS idx_token (type TEXT, param TEXT, system TEXT, code TEXT, text TEXT, id TEXT);
@@ -41,10 +41,14 @@ CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id);
 CREATE TABLE IF NOT EXISTS idx_uri (type TEXT, param TEXT, value TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value);
 CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id);
+CREATE TABLE IF NOT EXISTS sort_key (type TEXT, param TEXT, id TEXT, lo, hi);
+CREATE INDEX IF NOT EXISTS sort_key_lo ON sort_key (type, param, lo, id);
+CREATE INDEX IF NOT EXISTS sort_key_hi ON sort_key (type, param, hi, id);
+CREATE INDEX IF NOT EXISTS sort_key_res ON sort_key (type, id);
 """
 
 UCUM = "http://unitsofmeasure.org"
-TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri")
+TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri", "sort_key")
 TABLE_BY_TYPE = {
     "token": "idx_token", "string": "idx_string", "date": "idx_date", "reference": "idx_reference",
     "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri",
@@ -69,6 +73,9 @@ def insert_index(conn: sqlite3.Connection, type: str, id: str, ix: IndexValues) 
         )
     if ix.uris:
         conn.executemany("INSERT INTO idx_uri VALUES (?,?,?,?)", [(type, p, v, id) for p, v in ix.uris])
+    keys = sort_keys(ix)
+    if keys:
+        conn.executemany("INSERT INTO sort_key VALUES (?,?,?,?,?)", [(type, p, id, lo, hi) for p, (lo, hi) in keys.items()])
 
 
 def delete_index(conn: sqlite3.Connection, type: str, id: str) -> None:
@@ -90,26 +97,58 @@ def _where(query: Query) -> tuple[list[str], list]:
     return where, args
 
 
+# Missing sort values sort last both ways: an empty BLOB sorts after every number and text.
+MISSING_LAST_ASC = "X''"
+MISSING_LAST_DESC = "-1e308"
+
+
 def compile_page(query: Query, limit: int, after: list | None):
-    """SQL for one page: rows (id, version, last_updated, json) and a function giving a row's cursor key."""
+    """SQL for one page: rows (id, version, last_updated, json, sort keys...) and a function
+    giving a row's cursor key."""
     where, args = _where(query)
-    sort = [(SORT_COLUMNS.get(p), desc) for p, desc in query.sort]
-    if any(col is None for col, _ in sort):
-        unsupported = [p for p, _ in query.sort if p not in SORT_COLUMNS]
-        raise invalid(f"Sorting by {', '.join(unsupported)} is not supported yet", "_sort")
-    keys = list(sort)
+    joins, join_args, keys = [], [], []
+    for n, (param, desc) in enumerate(query.sort):
+        if param in SORT_COLUMNS:
+            keys.append((SORT_COLUMNS[param], desc))
+            continue
+        joins.append(f"LEFT JOIN sort_key k{n} ON k{n}.type=r.type AND k{n}.param=? AND k{n}.id=r.id")
+        join_args.append(param)
+        keys.append((f"coalesce(k{n}.hi, {MISSING_LAST_DESC})" if desc else f"coalesce(k{n}.lo, {MISSING_LAST_ASC})", desc))
     if not keys or keys[-1][0] != "r.id":
-        keys.append(("r.id", False))  # the id breaks ties, so the keyset order is total
+        keys.append(("r.id", keys[-1][1] if keys else False))  # the id breaks ties: the order is total
     if after is not None:
         where.append(_after(keys))
-        args += _after_args(keys, after)
+        args += _after_args(keys, [_from_cursor(v) for v in after])
     # A `+` makes the id order unusable for index selection, so a _lastUpdated range can drive
     # through resource_type_updated instead of a walk of every row of the type in id order.
-    ranged = not sort and any(c.param == "_lastUpdated" for c in query.clauses)
+    ranged = not query.sort and any(getattr(c, "param", None) == "_lastUpdated" for c in query.clauses)
     order = ", ".join(f"{'+' if ranged and c == 'r.id' else ''}{c} {'DESC' if d else 'ASC'}" for c, d in keys)
-    sql = f"SELECT r.id, r.version, r.last_updated, r.json FROM resource r WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
-    positions = {"r.id": 0, "r.version": 1, "r.last_updated": 2}
-    return sql, (*args, limit), lambda row: [row[positions[c]] for c, _ in keys]
+    extra = "".join(f", {c}" for c, _ in keys)
+    sql = (f"SELECT r.id, r.version, r.last_updated, r.json{extra} FROM resource r {' '.join(joins)} "
+           f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
+    return sql, (*join_args, *args, limit), lambda row: [_to_cursor(v) for v in row[4:]]
+
+
+def _to_cursor(v):
+    return {"b": v.hex()} if isinstance(v, bytes) else v
+
+
+def _from_cursor(v):
+    return bytes.fromhex(v["b"]) if isinstance(v, dict) else v
+
+
+def compile_ids(query: Query, limit: int):
+    where, args = _where(query)
+    return f"SELECT r.id FROM resource r WHERE {' AND '.join(where)} LIMIT ?", (*args, limit)
+
+
+def compile_distinct_references(query: Query, param: str | None, limit: int):
+    """Distinct targets referenced (through ``param``, or any) by resources matching ``query``."""
+    where, args = _where(query)
+    by_param = " AND x.param=?" if param else ""
+    sql = (f"SELECT DISTINCT x.target FROM idx_reference x WHERE x.type=?{by_param} AND x.id IN "
+           f"(SELECT r.id FROM resource r WHERE {' AND '.join(where)}) LIMIT ?")
+    return sql, (query.type, *([param] if param else []), *args, limit)
 
 
 def compile_count(query: Query):
@@ -148,18 +187,23 @@ def _clause(type: str, c: Clause) -> tuple[str, list]:
             args += a
         return "(" + " OR ".join(ors) + ")", args
     table = TABLE_BY_TYPE[c.type]
-    param = f"{c.param}:identifier" if c.modifier == "identifier" else c.param
+    param = f"{c.param}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.param
     if c.modifier == "missing":
         missing = c.values[0].text.lower() == "true"
         op = "NOT IN" if missing else "IN"
         return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=?)", [type, param]
+    op = "NOT IN" if c.modifier == "not" else "IN"
+    table = "idx_token" if c.modifier == "identifier" else table
+    if len(c.values) > 1 and c.type == "reference" and c.modifier is None:
+        # many targets (a resolved chain, an include): one IN list, not thousands of ORs
+        targets = [_ref_target(c, v) for v in c.values]
+        cond = f"target IN ({','.join('?' * len(targets))})"
+        return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=? AND {cond})", [type, param, *targets]
     ors, args = [], []
     for v in c.values:
         sql, a = _value_cond(c, v)
         ors.append(sql)
         args += a
-    op = "NOT IN" if c.modifier == "not" else "IN"
-    table = "idx_token" if c.modifier == "identifier" else table
     return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=? AND ({' OR '.join(ors)}))", [type, param, *args]
 
 

@@ -540,11 +540,42 @@ async def test_search_with_count_zero_gives_only_the_total(store):
     assert (page.entries, page.total, page.next_cursor) == ([], 2, None)
 
 
-async def test_search_of_unsupported_sort_is_refused(store):
-    from fhir_server.errors import OperationOutcomeError
+async def test_sort_by_search_parameters_with_missing_values_last(store):
+    w = Writer(store)
+    await w.put(patient("a", birthDate="1990-05-01", name=[{"family": "Zeta"}]),
+                patient("b", birthDate="1970-01-01", name=[{"family": "alpha"}]),
+                patient("c", name=[{"family": "Mu"}]),
+                patient("d", birthDate="1980-12-31"))  # fmt: skip
 
-    with pytest.raises(OperationOutcomeError):
-        await store.search(q("Patient", ("_sort", "birthdate")), count=10, cursor=None, total=False)
+    async def order(*sort: str) -> list[str]:
+        return await all_pages(store, q("Patient", ("_sort", ",".join(sort))), 2)
+
+    assert await order("birthdate") == ["b", "d", "a", "c"]
+    assert await order("-birthdate") == ["a", "d", "b", "c"]
+    assert await order("family") == ["b", "c", "a", "d"]  # folded: alpha < mu < zeta
+    assert await order("-family", "birthdate") == ["a", "c", "b", "d"]
+
+
+async def test_sort_by_a_multi_valued_date_uses_lowest_ascending_highest_descending(store):
+    w = Writer(store)
+    await w.put(observation("wide", effectivePeriod={"start": "2020-01-01", "end": "2024-01-01"}),
+                observation("mid", effectiveDateTime="2022-06-01T00:00:00Z"))  # fmt: skip
+    assert await all_pages(store, q("Observation", ("_sort", "date")), 10) == ["wide", "mid"]
+    assert await all_pages(store, q("Observation", ("_sort", "-date")), 10) == ["wide", "mid"]
+
+
+async def test_search_ids_and_distinct_references(store):
+    w = Writer(store)
+    await w.put(observation("o1", subject={"reference": "Patient/p1"}, performer=[{"reference": "Practitioner/x"}]),
+                observation("o2", subject={"reference": "Patient/p1"}),
+                observation("o3", subject={"reference": "Patient/p2"}))  # fmt: skip
+    assert sorted(await store.search_ids(q("Observation", ("subject", "Patient/p1")), 10)) == ["o1", "o2"]
+    assert sorted(await store.distinct_references(q("Observation"), "subject", 10)) == ["Patient/p1", "Patient/p2"]
+    assert sorted(await store.distinct_references(q("Observation", ("_id", "o1")), None, 10)) == [
+        "Patient/p1", "Practitioner/x"]
+    assert len(await store.distinct_references(q("Observation"), "subject", 1)) == 1
+    read = await store.read_many("Observation", ["o1", "o3", "nope"])
+    assert sorted(s.id for s in read) == ["o1", "o3"]
 
 
 @pytest.mark.parametrize("sort", ["_id", "-_lastUpdated", "_lastUpdated"])

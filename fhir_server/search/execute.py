@@ -1,0 +1,143 @@
+"""Running a search plan against a store: chains, ``_has`` and includes, over bounded id sets.
+
+A forward chain (``patient.identifier=S|V``) becomes a reference clause listing the matching
+targets; a reverse chain (``_has:Observation:patient:code=Y``) becomes an ``_id`` clause listing
+the referenced resources. Each set is bounded: past ``bound`` ids the search is refused with a
+400 asking to narrow it, rather than building an unbounded query. Adapters thus only ever see
+plain clauses.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+from fhir_server.errors import too_costly
+from fhir_server.search import params as search_params
+from fhir_server.search.plan import Chain, Clause, Filter, Has, Include, Query, Value
+from fhir_server.storage.port import SearchPage, Store, Stored
+
+ITERATE_DEPTH = 3
+
+
+class NoMatch(Exception):
+    """A chain or _has matched nothing, so the whole (AND) query matches nothing."""
+
+
+async def resolve(store: Store, query: Query, bound: int) -> Query | None:
+    """``query`` with every chain and _has replaced by a plain clause; None if it cannot match."""
+    if all(isinstance(c, Clause) for c in query.clauses):
+        return query
+    try:
+        clauses = tuple([await _resolve(store, query.type, c, bound) for c in query.clauses])
+    except NoMatch:
+        return None
+    return replace(query, clauses=clauses)
+
+
+async def _resolve(store: Store, type: str, f: Filter, bound: int) -> Clause:
+    if isinstance(f, Clause):
+        return f
+    if isinstance(f, Chain):
+        targets: list[str] = []
+        for t in f.targets:
+            try:
+                inner = await _resolve(store, t, f.inner, bound)
+            except NoMatch:
+                continue
+            ids = await store.search_ids(Query(t, (inner,)), bound + 1)
+            targets += [f"{t}/{i}" for i in ids]
+            if len(targets) > bound:
+                raise too_costly(f"The chain {f} matches more than {bound} resources; narrow the search", str(f))
+        if not targets:
+            raise NoMatch
+        return Clause(f.param, "reference", None, tuple(Value(text=t) for t in targets))
+    inner = await _resolve(store, f.type, f.inner, bound)
+    refs = await store.distinct_references(Query(f.type, (inner,)), f.param, bound + 1)
+    if len(refs) > bound:
+        raise too_costly(f"{f} matches more than {bound} {type} resources; narrow the search", str(f))
+    ids = [r.partition("/")[2] for r in refs if r.startswith(type + "/")]
+    if not ids:
+        raise NoMatch
+    return Clause("_id", "token", None, tuple(Value(text=i) for i in ids))
+
+
+async def search(store: Store, query: Query, *, count: int, cursor: str | None, total: bool, bound: int) -> SearchPage:
+    resolved = await resolve(store, query, bound)
+    if resolved is None:
+        return SearchPage([], 0 if total else None, None)
+    return await store.search(resolved, count=count, cursor=cursor, total=total)
+
+
+@dataclass(slots=True)
+class Included:
+    resources: list[Stored]
+    left_out: list[str]  # what was not included, for the Bundle's OperationOutcome
+
+
+async def include(store: Store, query: Query, matches: list[Stored], limit: int) -> Included:
+    """The resources ``_include``/``_revinclude`` add to a page of ``matches``, at most ``limit``.
+
+    Never silently truncated: whatever did not fit is named in ``left_out``.
+    """
+    out: list[Stored] = []
+    left_out: list[str] = []
+    seen = {(s.type, s.id) for s in matches}
+    frontier = list(matches)
+    plain = [i for i in query.includes if not i.iterate]
+    iterating = [i for i in query.includes if i.iterate]
+    for depth in range(ITERATE_DEPTH + 1):
+        rules = plain + iterating if depth == 0 else iterating
+        if not rules or not frontier:
+            break
+        added: list[Stored] = []
+        for rule in rules:
+            room = limit - len(out) - len(added)
+            if room <= 0:
+                left_out.append(f"{rule}: the page already includes {limit} resources")
+                continue
+            found, more = await (_reverse(store, rule, frontier, room) if rule.reverse else _forward(store, rule, frontier, room))
+            for s in found:
+                if (s.type, s.id) not in seen:
+                    seen.add((s.type, s.id))
+                    added.append(s)
+            if more:
+                left_out.append(f"{rule}: more than {room} resources to include; page with a smaller _count")
+        out += added
+        frontier = added
+    return Included(out, left_out)
+
+
+async def _forward(store: Store, rule: Include, frontier: list[Stored], room: int) -> tuple[list[Stored], bool]:
+    ids = [s.id for s in frontier if s.type == rule.source]
+    if not ids:
+        return [], False
+    query = Query(rule.source, (Clause("_id", "token", None, tuple(Value(text=i) for i in ids)),))
+    refs = await store.distinct_references(query, None if rule.param == "*" else rule.param, room + 1)
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for ref in refs[:room]:
+        t, _, i = ref.partition("/")
+        if i and "/" not in i and t in search_params.resource_types() and (rule.target in (None, t)):
+            by_type[t].append(i)
+    found = []
+    for t, tids in by_type.items():
+        found += await store.read_many(t, tids)
+    return found, len(refs) > room
+
+
+async def _reverse(store: Store, rule: Include, frontier: list[Stored], room: int) -> tuple[list[Stored], bool]:
+    targets = [f"{s.type}/{s.id}" for s in frontier if rule.target in (None, s.type)]
+    if not targets:
+        return [], False
+    params = ([rule.param] if rule.param != "*" else
+              [c for c, p in search_params.params_for(rule.source).items() if p.type == "reference"])
+    found: list[Stored] = []
+    more = False
+    for code in params:
+        query = Query(rule.source, (Clause(code, "reference", None, tuple(Value(text=t) for t in targets)),))
+        page = await store.search(query, count=room - len(found) + 1, cursor=None, total=False)
+        more = more or page.next_cursor is not None or len(page.entries) > room - len(found)
+        found += page.entries[: room - len(found)]
+        if len(found) >= room:
+            break
+    return found, more
