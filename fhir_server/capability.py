@@ -35,7 +35,7 @@ def _resources() -> list[dict]:
             "readHistory": True,
             "updateCreate": True,
             "conditionalCreate": True,
-            "conditionalRead": "not-supported",
+            "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "referencePolicy": ["literal", "logical"],

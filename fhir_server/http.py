@@ -65,7 +65,7 @@ async def read_json(request: Request, max_bytes: int, accept_types: tuple[str, .
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise too_long(f"The body ({declared} bytes) is larger than the limit of {max_bytes} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -76,6 +76,17 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+MAX_VERSION = 2**63 - 1  # what the stores can hold (SQLite INTEGER, BSON int64)
+
+
+def version_number(text: str) -> int | None:
+    """A version id as an int, or None when ``text`` is not one (non-ASCII digits, too large)."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    n = int(text)
+    return n if n <= MAX_VERSION else None
+
+
 def etag(version: int) -> str:
     return f'W/"{version}"'
 
@@ -84,10 +95,10 @@ def parse_etag(value: str) -> int:
     v = value.strip()
     if v.startswith("W/"):
         v = v[2:]
-    v = v.strip('"')
-    if not v.isdigit():
+    n = version_number(v.strip('"'))
+    if n is None:
         raise invalid(f"If-Match '{value}' is not a version ETag such as W/\"3\"", "If-Match")
-    return int(v)
+    return n
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

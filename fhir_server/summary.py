@@ -19,14 +19,23 @@ def _summary_elements() -> dict[str, frozenset[str]]:
     return {t: frozenset(names) for t, names in raw.items()}
 
 
+@cache
+def _mandatory(rtype: str) -> frozenset[str]:
+    """The top-level elements with min >= 1 (choice elements by their stem), from the validator's table."""
+    from fhir_server.validation.structure import _compiled
+
+    t = _compiled()[0].get(rtype)
+    if t is None:
+        return frozenset()
+    return t.required | frozenset(stem for stem, _keys in t.req_choice)
+
+
 def _keeps(name: str, kept: frozenset[str]) -> bool:
-    if name in kept or name.startswith("_") and name[1:] in kept:
+    name = name.removeprefix("_")  # _birthDate (a primitive's id/extensions) goes with birthDate
+    if name in kept:
         return True
-    # choice elements: valueQuantity is kept when "value" is
-    for i in range(1, len(name)):
-        if name[i].isupper():
-            return name[:i] in kept
-    return False
+    # choice elements: valueQuantity is kept when "value" is, multipleBirthInteger when "multipleBirth" is
+    return any(name[i].isupper() and name[:i] in kept for i in range(1, len(name)))
 
 
 def subset(resource: dict, summary: str | None, elements: list[str] | None) -> dict:
@@ -35,13 +44,13 @@ def subset(resource: dict, summary: str | None, elements: list[str] | None) -> d
         return resource
     rtype = resource.get("resourceType", "")
     if summary == "text":
-        kept = frozenset({"text", "id", "meta"})
+        kept = frozenset({"text", "id", "meta"}) | _mandatory(rtype)
     elif summary == "data":
         kept = frozenset(k for k in resource if k != "text")
     elif summary == "true":
         kept = _summary_elements().get(rtype, frozenset())
     elif elements:
-        kept = frozenset(elements)
+        kept = frozenset(elements) | _mandatory(rtype)  # R4: mandatory elements are always returned
     else:
         return resource
     out = {k: v for k, v in resource.items() if k in MANDATORY or _keeps(k, kept)}

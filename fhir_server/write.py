@@ -6,6 +6,8 @@ Every write path (create, update, patch, delete, bundles, operations, the loader
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 import uuid
 from datetime import datetime, timezone
@@ -14,14 +16,15 @@ from typing import Awaitable, Callable, TypeVar
 
 import orjson
 
-from fhir_server.errors import invalid, not_found, structure, conflict
+from fhir_server.errors import conflict, invalid, not_found, structure, too_costly
 from fhir_server.search import params as search_params
 from fhir_server.search.extract import extract
 from fhir_server.storage.port import Guard, Store, Stored, VersionConflict, Write
 from fhir_server.validation.structure import validate
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-RETRIES = 8
+RETRIES = 16
+BACKOFF_MAX = 0.05
 
 T = TypeVar("T")
 
@@ -84,6 +87,26 @@ def now_instant() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def check_depth(value: object, max_depth: int, expression: str) -> None:
+    """400 when ``value`` nests objects and arrays more than ``max_depth`` deep.
+
+    For request documents that are not resources (patches): nothing may recurse into them (copy,
+    patch, validate) before this check, or a deep enough document exhausts the Python stack.
+    """
+    level = [value]
+    for _ in range(max_depth + 1):
+        inner = []
+        for v in level:
+            if isinstance(v, dict):
+                inner.extend(v.values())
+            elif isinstance(v, list):
+                inner.extend(v)
+        if not inner:
+            return
+        level = inner
+    raise too_costly(f"The document nests deeper than {max_depth} levels", expression)
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -115,10 +138,15 @@ def as_stored(w: Write) -> Stored:
 
 
 async def commit_retrying(store: Store, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt`` (read, decide, commit) again while a concurrent writer wins the race."""
-    for _ in range(RETRIES):
+    """Run ``attempt`` (read, decide, commit) again while a concurrent writer wins the race.
+
+    After the first lost race each retry waits a random, growing delay (at most ``BACKOFF_MAX``
+    seconds), so writers contending for one resource spread out instead of colliding every round.
+    """
+    for n in range(RETRIES):
         try:
             return await attempt()
         except VersionConflict:
-            continue
+            if n:
+                await asyncio.sleep(random.uniform(0, min(BACKOFF_MAX, 0.0005 * 2**n)))
     raise conflict("The resource is being changed by other requests at the same time; try again")

@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from fhir_server.bundle_bytes import entry
 from fhir_server.errors import OperationOutcomeError, exception, gone, invalid, not_found
-from fhir_server.http import etag
+from fhir_server.http import etag, version_number
 from fhir_server.interactions import search
 from fhir_server.interactions.bundle_entry import Entry, check_resource, located, parse_entry, plan_write, response_fields
 from fhir_server.interactions.read import current
@@ -29,7 +29,9 @@ async def run(request: Request, svc: Services, raw_entries: list, base: str) -> 
             if e.method in ("GET", "HEAD"):
                 out.append(await read_entry(request, svc, e))
                 continue
-            resource = check_resource(svc, e) if e.resource is not None and e.method in ("POST", "PUT") else e.resource
+            resource = e.resource
+            if resource is not None and e.method in ("POST", "PUT", "PATCH"):
+                resource = check_resource(svc, e)
 
             async def plan():
                 resolved = (await resolve_references(svc, resource, {}, f"{e.where}.resource")
@@ -63,7 +65,8 @@ async def read_entry(request: Request, svc: Services, e: Entry) -> bytes:
             return entry({"response": {"status": "200 OK", "etag": etag(s.version), "lastModified": s.last_updated}},
                          s.json)
         if len(segments) == 4 and segments[2] == "_history":
-            s = await svc.store.vread(e.type, e.id, int(segments[3])) if segments[3].isdigit() else None
+            version = version_number(segments[3])
+            s = await svc.store.vread(e.type, e.id, version) if version is not None else None
             if s is None:
                 raise not_found(f"{e.type}/{e.id} has no version {segments[3]}", e.url)
             if s.deleted:

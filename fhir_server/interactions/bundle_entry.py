@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import orjson
 
 from fhir_server.errors import OperationOutcomeError, invalid
 from fhir_server.http import etag, parse_etag
 from fhir_server.interactions import create, delete, patch, update
 from fhir_server.services import Services
-from fhir_server.write import Planned, accept, check_id, check_type
+from fhir_server.write import Planned, accept, check_depth, check_id, check_type
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # Transaction processing order (FHIR R4 3.1.0.11.2): DELETE, POST, PUT/PATCH, GET/HEAD.
@@ -58,25 +62,60 @@ def parse_entry(index: int, raw: object, base: str) -> Entry:
     resource = raw.get("resource")
     if method in ("POST", "PUT") and resource is None:
         raise invalid(f"A {method} entry needs a resource", f"{where}.resource")
-    if_match = parse_etag(request["ifMatch"]) if request.get("ifMatch") else None
+    for key, value in (("fullUrl", raw.get("fullUrl")), ("request.ifMatch", request.get("ifMatch")),
+                       ("request.ifNoneExist", request.get("ifNoneExist"))):
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"{key} must be a string", f"{where}.{key}")
+    try:
+        if_match = parse_etag(request["ifMatch"]) if request.get("ifMatch") else None
+    except OperationOutcomeError as exc:
+        exc.issues[0]["expression"] = [f"{where}.request.ifMatch"]
+        raise
     return Entry(index, method, url, type, id, parts.query, raw.get("fullUrl"), resource, if_match,
                  request.get("ifNoneExist"))
 
 
 def check_resource(svc: Services, e: Entry) -> dict:
+    """A POST/PUT entry's resource validated; a PATCH entry's document checked for depth."""
     try:
+        if e.method == "PATCH":
+            check_depth(e.resource, svc.settings.max_depth + patch.PATCH_DEPTH, f"{e.where}.resource")
+            return e.resource
         return accept(e.resource, e.type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
     except OperationOutcomeError as exc:
         raise located(exc, e) from None
 
 
+# Expressions of the single-resource interactions -> where the same thing sits in a Bundle entry.
+ENTRY_EXPRESSIONS = {
+    "If-Match": "request.ifMatch", "If-None-Exist": "request.ifNoneExist", "ifNoneExist": "request.ifNoneExist",
+    "resourceType": "resource.resourceType", "request.url": "request.url", "Conditional update": "request.url",
+    "Conditional delete": "request.url", "Conditional patch": "request.url",
+}
+
+
 def located(exc: OperationOutcomeError, e: Entry) -> OperationOutcomeError:
-    """The error with the entry named: diagnostics prefixed, expressions under Bundle.entry[i].resource."""
+    """The error with the entry named: diagnostics prefixed, expressions under ``Bundle.entry[i]``.
+
+    ``Patient.name`` becomes ``Bundle.entry[i].resource.name``, ``If-Match`` ``Bundle.entry[i].request.ifMatch``;
+    an expression with no place in the entry (e.g. a referrer ``Observation/1``) is kept after ``Bundle.entry[i]``.
+    """
+    if getattr(exc, "located", False):
+        return exc
     for i in exc.issues:
         i["diagnostics"] = f"{e.where}: {i.get('diagnostics', '')}"
-        exprs = i.get("expression") or []
-        i["expression"] = [f"{e.where}.resource.{x.split('.', 1)[1]}" if e.type and x.startswith(e.type + ".") else x
-                           for x in exprs] or [e.where]
+        exprs = []
+        for x in i.get("expression") or []:
+            if x.startswith("Bundle."):
+                exprs.append(x)
+            elif e.type and x.startswith(e.type + "."):
+                exprs.append(f"{e.where}.resource.{x.split('.', 1)[1]}")
+            elif x in ENTRY_EXPRESSIONS:
+                exprs.append(f"{e.where}.{ENTRY_EXPRESSIONS[x]}")
+            else:
+                exprs += [e.where, x]
+        i["expression"] = list(dict.fromkeys(exprs)) or [e.where]
+    exc.located = True
     return exc
 
 
@@ -105,8 +144,9 @@ async def plan_write(svc: Services, e: Entry, resource: dict | None, assigned_id
     if e.method == "PATCH":
         if not e.id:
             raise invalid("PATCH entries need request.url Type/id", f"{e.where}.request.url")
-        document = _patch_document(e)
-        return await patch.plan(svc, e.type, e.id, *document, e.if_match)
+        kind, document = _patch_document(e)
+        check_depth(document, svc.settings.max_depth + patch.PATCH_DEPTH, f"{e.where}.resource")
+        return await patch.plan(svc, e.type, e.id, kind, document, e.if_match)
     raise invalid(f"{e.method} is not a write", f"{e.where}.request.method")
 
 
@@ -114,11 +154,11 @@ def _patch_document(e: Entry) -> tuple[str, object]:
     """A PATCH entry carries a Parameters resource (FHIRPath Patch) or a Binary holding a JSON Patch."""
     r = e.resource
     if isinstance(r, dict) and r.get("resourceType") == "Binary" and r.get("contentType") == patch.JSON_PATCH:
-        import base64
-
-        import orjson
-
-        return patch.JSON_PATCH, orjson.loads(base64.b64decode(r.get("data", "")))
+        try:
+            return patch.JSON_PATCH, orjson.loads(base64.b64decode(r.get("data", ""), validate=True))
+        except (binascii.Error, ValueError, TypeError):
+            raise invalid("Binary.data must be a base64-encoded JSON Patch document",
+                          f"{e.where}.resource.data") from None
     return "fhirpath", r
 
 

@@ -11,10 +11,12 @@ from fhir_server.storage.port import Stored
 
 
 def criteria(type: str, query_string: str, what: str) -> Query:
+    """The filter of a conditional interaction; 400 without one (``_count``, ``_sort``... filter nothing)."""
     items = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True) if not k.startswith("_format")]
-    if not items:
-        raise invalid(f"{what} needs search criteria", what)
-    return parse_query(type, items, strict=True)
+    query = parse_query(type, items, strict=True)
+    if not query.clauses:
+        raise invalid(f"{what} needs search criteria that select resources", what)
+    return query
 
 
 async def matches(svc: Services, query: Query, limit: int = 2) -> list[Stored]:

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from fhir_server.http import read_json
 from fhir_server.interactions.conditional import criteria, matches
-from fhir_server.interactions.respond import resource_response
+from fhir_server.interactions.respond import preflight, resource_response
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
 from fhir_server.write import Planned, accept, as_stored, check_type, commit_planned, new_id, new_version
@@ -32,6 +32,7 @@ async def plan(svc: Services, resource: dict, if_none_exist: str | None, id: str
 async def handle(request: Request, svc: Services) -> Response:
     type = request.path_params["type"]
     check_type(type)
+    preflight(request)
     body = await read_json(request, svc.settings.max_body_bytes)
     resource = accept(body, type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
     resource.pop("id", None)  # create: the server assigns the id and ignores any in the body

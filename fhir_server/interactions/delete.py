@@ -27,12 +27,7 @@ async def plan(svc: Services, type: str, id: str, cascade: bool) -> Planned:
     limit = svc.settings.max_referrers_listed
     referrers = await svc.store.referrers([f"{type}/{id}"], limit)
     if referrers and not cascade:
-        raise OperationOutcomeError(
-            [issue("conflict", f"{type}/{id} is referenced by {len(referrers)}{'+' if len(referrers) >= limit else ''} "
-                   "resource(s); delete or change them first, or ask for _cascade=delete", f"{type}/{id}")]
-            + [issue("conflict", f"Referenced by {r}", r, severity="information") for r in referrers],
-            status=409,
-        )
+        raise still_referenced(f"{type}/{id}", referrers, limit)
     writes = [deletion(current)]
     if cascade:
         doomed = [f"{type}/{id}"]
@@ -49,6 +44,17 @@ async def plan(svc: Services, type: str, id: str, cascade: bool) -> Planned:
             frontier = [r for r in await svc.store.referrers(doomed, MAX_CASCADE) if r not in doomed]
     deleted = as_stored(writes[0])
     return Planned(204, deleted, writes, message=f"Deleted {type}/{id}" + (f" and {len(writes) - 1} referrer(s)" if cascade else ""))
+
+
+def still_referenced(target: str, referrers: list[str], limit: int) -> OperationOutcomeError:
+    """409: ``target`` cannot be deleted while ``referrers`` (at most ``limit`` listed) point to it."""
+    more = "+" if len(referrers) >= limit else ""
+    return OperationOutcomeError(
+        [issue("conflict", f"{target} is referenced by {len(referrers)}{more} resource(s); delete or change them "
+               "first, or ask for _cascade=delete", target)]
+        + [issue("conflict", f"Referenced by {r}", r, severity="information") for r in referrers[:limit]],
+        status=409,
+    )
 
 
 async def plan_conditional(svc: Services, type: str, query_string: str, cascade: bool) -> Planned:
@@ -84,6 +90,7 @@ async def handle(request: Request, svc: Services) -> Response:
     type, id = request.path_params["type"], request.path_params["id"]
     check_type(type)
     check_id(id)
+    negotiate(request)
     cascade = _cascade(request, svc)
     return respond(request, await commit_planned(svc.store, lambda: plan(svc, type, id, cascade)))
 
@@ -91,6 +98,7 @@ async def handle(request: Request, svc: Services) -> Response:
 async def handle_conditional(request: Request, svc: Services) -> Response:
     type = request.path_params["type"]
     check_type(type)
+    negotiate(request)
     cascade = _cascade(request, svc)
     qs = "&".join(p for p in request.url.query.split("&") if not p.startswith("_cascade="))
     return respond(request, await commit_planned(svc.store, lambda: plan_conditional(svc, type, qs, cascade)))

@@ -24,7 +24,7 @@ def count_param(raw: str | None, svc: Services) -> int:
     """``_count``: the default when absent, capped at the maximum."""
     if raw is None:
         return svc.settings.default_count
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise invalid("_count must be a non-negative integer", "_count")
     return min(int(raw), svc.settings.max_count)
 

@@ -15,14 +15,18 @@ from fhir_server.errors import invalid, not_found, precondition_failed, unproces
 from fhir_server.http import JSON_TYPES, parse_etag, read_json
 from fhir_server.interactions.conditional import criteria, single_match
 from fhir_server.interactions.read import current
-from fhir_server.interactions.respond import resource_response
+from fhir_server.interactions.respond import preflight, resource_response
 from fhir_server.patch.fhirpath_patch import apply_fhirpath_patch
 from fhir_server.patch.json_patch import apply_json_patch
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
-from fhir_server.write import Planned, accept, as_stored, check_id, check_type, commit_planned, new_version
+from fhir_server.write import (
+    Planned, accept, as_stored, check_depth, check_id, check_type, commit_planned, new_version,
+)
 
 JSON_PATCH = "application/json-patch+json"
+# Levels a patch document adds around the values it carries (Parameters.parameter.part.value...).
+PATCH_DEPTH = 8
 
 
 def patched(resource: dict, kind: str, document: object) -> dict:
@@ -49,6 +53,7 @@ async def plan(svc: Services, type: str, id: str, kind: str, document: object, i
 async def _document(request: Request, svc: Services) -> tuple[str, object]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     document = await read_json(request, svc.settings.max_body_bytes, (JSON_PATCH, *JSON_TYPES))
+    check_depth(document, svc.settings.max_depth + PATCH_DEPTH, "Patch" if ctype == JSON_PATCH else "Parameters")
     return (JSON_PATCH if ctype == JSON_PATCH else "fhirpath"), document
 
 
@@ -61,6 +66,7 @@ async def handle(request: Request, svc: Services) -> Response:
     type, id = request.path_params["type"], request.path_params["id"]
     check_type(type)
     check_id(id)
+    preflight(request)
     kind, document = await _document(request, svc)
     if_match = _if_match(request)
     done = await commit_planned(svc.store, lambda: plan(svc, type, id, kind, document, if_match))
@@ -70,6 +76,7 @@ async def handle(request: Request, svc: Services) -> Response:
 async def handle_conditional(request: Request, svc: Services) -> Response:
     type = request.path_params["type"]
     check_type(type)
+    preflight(request)
     kind, document = await _document(request, svc)
     if_match = _if_match(request)
     qs = request.url.query

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,7 +30,25 @@ async def current(svc: Services, type: str, id: str) -> Stored:
 async def handle(request: Request, svc: Services) -> Response:
     p = request.path_params
     stored = await current(svc, p["type"], p["id"])
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match and if_none_match.strip().removeprefix("W/") == f'"{stored.version}"':
+    if not_modified(request, stored):
         return Response(status_code=304, headers=version_headers(stored))
     return resource_response(request, svc, stored)
+
+
+def not_modified(request: Request, stored: Stored) -> bool:
+    """Conditional read (RFC 9110 13.1): If-None-Match, else If-Modified-Since, says the client has this version."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or f'"{stored.version}"' in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if not if_modified_since:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False  # an invalid date is ignored
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    modified = datetime.fromisoformat(stored.last_updated[:19] + "+00:00")  # HTTP dates have whole seconds
+    return modified <= since

@@ -30,6 +30,12 @@ def resource_response(request: Request, svc: Services, stored: Stored, status: i
     return json_response(shaped(request, stored.json), status, headers, media, wants_pretty(request))
 
 
+def preflight(request: Request) -> None:
+    """Refuse, before anything is written, a response that could not be given (406 XML, bad _summary)."""
+    negotiate(request)
+    parse_summary(request.query_params.get("_summary"))
+
+
 def shaped(request: Request, body: bytes) -> bytes | dict:
     """Stored bytes as they are, or the ``_summary``/``_elements`` subset when asked."""
     summary = parse_summary(request.query_params.get("_summary"))

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.bundle_bytes import bundle, entry
-from fhir_server.errors import invalid, issue, outcome
+from fhir_server.errors import OperationOutcomeError, invalid, issue, outcome, structure
 from fhir_server.http import base_url, json_response, negotiate, read_body, wants_pretty
 from fhir_server.interactions.history import count_param
 from fhir_server.interactions.respond import shaped
@@ -23,6 +23,7 @@ from fhir_server.summary import parse_summary
 from fhir_server.write import check_type
 
 TOTAL_MODES = ("none", "estimate", "accurate")
+FORM = "application/x-www-form-urlencoded"
 
 
 async def handle(request: Request, svc: Services) -> Response:
@@ -31,10 +32,14 @@ async def handle(request: Request, svc: Services) -> Response:
     items = list(request.query_params.multi_items())
     if request.method == "POST":
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/x-www-form-urlencoded":
-            raise invalid("POST _search takes an application/x-www-form-urlencoded body", "Content-Type")
+        if ctype != FORM:
+            raise OperationOutcomeError([issue("not-supported", f"POST _search takes an {FORM} body", "Content-Type")],
+                                        status=415)
         body = await read_body(request, svc.settings.max_body_bytes)
-        items += parse_qsl(body.decode(), keep_blank_values=True)
+        try:
+            items += parse_qsl(body.decode(), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise structure("The form body is not UTF-8") from None
     return await respond(request, svc, type, items)
 
 

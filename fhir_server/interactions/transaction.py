@@ -2,9 +2,10 @@
 
 A transaction is all or nothing: ids are assigned for the entries that create, ``urn:uuid``
 fullUrls and conditional references (``Patient?identifier=...``) are resolved and rewritten,
-entries are planned in the spec's order (DELETE, POST, PUT/PATCH, GET), and every write is
-committed in one storage transaction. If a concurrent writer changes a resource the bundle
-read, the whole bundle is planned again.
+entries are planned in the spec's order (DELETE, POST, PUT/PATCH, GET), each seeing what the
+entries before it planned (``pending.Pending``), referential integrity is checked on the state
+the whole Bundle leaves, and every write is committed in one storage transaction. If a
+concurrent writer changes a resource the bundle read, the whole bundle is planned again.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from fhir_server.interactions.bundle_entry import (
     ORDER, Entry, check_resource, located, parse_entry, plan_write, response_fields,
 )
 from fhir_server.interactions.conditional import criteria, matches, single_match
+from fhir_server.interactions.delete import still_referenced
+from fhir_server.interactions.pending import Pending
 from fhir_server.references import resolve_references
 from fhir_server.services import Services
 from fhir_server.write import Planned, commit_retrying, new_id
 
 
 async def handle(request: Request, svc: Services) -> Response:
+    negotiate(request)
     body = await read_json(request, svc.settings.max_body_bytes)
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise structure("POST to the base takes a Bundle of type batch or transaction", "Bundle")
@@ -47,30 +51,49 @@ async def handle(request: Request, svc: Services) -> Response:
 async def run(request: Request, svc: Services, raw_entries: list, base: str) -> list[bytes]:
     entries = [parse_entry(i, raw, base) for i, raw in enumerate(raw_entries)]
     for e in entries:
-        if e.resource is not None and e.method in ("POST", "PUT"):
+        if e.resource is not None and e.method in ("POST", "PUT", "PATCH"):
             check_resource(svc, e)
     _check_duplicates(entries)
+    writing = sorted((e for e in entries if e.method not in ("GET", "HEAD")), key=lambda e: (ORDER[e.method], e.index))
 
     async def attempt() -> list[tuple[Entry, Planned | bytes]]:
-        ids = await _assign_ids(svc, entries)
-        urls = _full_urls(entries, ids)
-        cache: dict[str, str] = {}
+        pending = Pending(svc.store)
+        tx = Services(settings=svc.settings, store=pending)
         results: dict[int, Planned | bytes] = {}
-        writes, guards = [], []
-        for e in sorted(entries, key=lambda e: (ORDER[e.method], e.index)):
+        owner: dict[tuple[str, str], Entry] = {}
+        guards = []
+
+        async def plan(e: Entry, ids: dict[int, str], urls: dict[str, str], cache: dict[str, str]) -> None:
             try:
-                if e.method in ("GET", "HEAD"):
-                    continue
-                resource = (await resolve_references(svc, e.resource, urls, f"{e.where}.resource", cache)
+                resource = (await resolve_references(tx, e.resource, urls, f"{e.where}.resource", cache)
                             if e.resource is not None else None)
-                planned = await plan_write(svc, e, resource, ids.get(e.index))
+                planned = await plan_write(tx, e, resource, ids.get(e.index))
+                for w in planned.writes:
+                    other = owner.setdefault((w.type, w.id), e)
+                    if other is not e:
+                        raise invalid(f"{w.type}/{w.id} is changed by both {other.where} and {e.where}", e.where)
             except OperationOutcomeError as exc:
                 raise located(exc, e) from None
+            pending.add(planned.writes)
             results[e.index] = planned
-            writes += planned.writes
-            guards += planned.guards
-        if writes or guards:
-            await svc.store.commit(writes, guards)
+            guards.extend(planned.guards)
+
+        # DELETEs first; then ids are assigned (conditional creates see the deletions), then the rest.
+        for e in writing:
+            if e.method == "DELETE":
+                await plan(e, {}, {}, {})
+        ids = await _assign_ids(tx, entries)
+        urls, cache = _full_urls(entries, ids), {}
+        for e in writing:
+            if e.method != "DELETE":
+                await plan(e, ids, urls, cache)
+        broken = await pending.dangling(svc.settings.max_referrers_listed)
+        if broken:
+            target, referrers = broken
+            raise located(still_referenced(target, referrers, svc.settings.max_referrers_listed),
+                          owner[tuple(target.split("/", 1))])
+        if pending.writes or guards:
+            await svc.store.commit(list(pending.writes.values()), pending.rebased(guards))
         for e in entries:  # reads see the committed writes; a failed read is reported in its entry
             if e.method in ("GET", "HEAD"):
                 try:
@@ -89,11 +112,20 @@ async def run(request: Request, svc: Services, raw_entries: list, base: str) -> 
         fields = {"response": response_fields(result, base)}
         if result.stored is not None and not result.stored.deleted:
             fields = {"fullUrl": f"{base}/{result.stored.type}/{result.stored.id}", **fields}
-        out.append(entry(fields, None if minimal or result.stored is None else result.stored.json))
+        out.append(entry(fields, None if minimal or result.stored is None or result.stored.deleted
+                         else result.stored.json))
     return out
 
 
 def _check_duplicates(entries: list[Entry]) -> None:
+    """400 when two entries share a fullUrl or change the same Type/id (R4 bdl-7; http.html#trules)."""
+    urls: dict[str, int] = {}
+    for e in entries:
+        if e.full_url:
+            if e.full_url in urls:
+                raise invalid(f"fullUrl {e.full_url} is used by both Bundle.entry[{urls[e.full_url]}] and "
+                              f"Bundle.entry[{e.index}]", f"Bundle.entry[{e.index}].fullUrl")
+            urls[e.full_url] = e.index
     seen: dict[str, int] = {}
     for e in entries:
         if e.method in ("GET", "HEAD") or not e.id:

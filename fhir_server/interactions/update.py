@@ -8,7 +8,7 @@ from starlette.responses import Response
 from fhir_server.errors import invalid, precondition_failed
 from fhir_server.http import parse_etag, read_json
 from fhir_server.interactions.conditional import criteria, single_match
-from fhir_server.interactions.respond import resource_response
+from fhir_server.interactions.respond import preflight, resource_response
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
 from fhir_server.write import Planned, accept, as_stored, check_id, check_type, commit_planned, new_id, new_version
@@ -49,6 +49,7 @@ async def handle(request: Request, svc: Services) -> Response:
     type, id = request.path_params["type"], request.path_params["id"]
     check_type(type)
     check_id(id)
+    preflight(request)
     resource = await _body(request, svc, type)
     if "id" not in resource:
         raise invalid("An update must carry the resource's id in the body", f"{type}.id")
@@ -62,6 +63,7 @@ async def handle(request: Request, svc: Services) -> Response:
 async def handle_conditional(request: Request, svc: Services) -> Response:
     type = request.path_params["type"]
     check_type(type)
+    preflight(request)
     resource = await _body(request, svc, type)
     if_match = _if_match(request)
     qs = request.url.query

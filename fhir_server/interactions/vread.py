@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.errors import gone, not_found
-from fhir_server.http import version_headers
+from fhir_server.http import version_headers, version_number
 from fhir_server.interactions.respond import resource_response
 from fhir_server.services import Services
 from fhir_server.write import check_type
@@ -16,7 +16,8 @@ async def handle(request: Request, svc: Services) -> Response:
     p = request.path_params
     type, id, vid = p["type"], p["id"], p["vid"]
     check_type(type)
-    stored = await svc.store.vread(type, id, int(vid)) if vid.isdigit() else None
+    version = version_number(vid)
+    stored = await svc.store.vread(type, id, version) if version is not None else None
     if stored is None:
         raise not_found(f"{type}/{id} has no version {vid}", f"{type}/{id}/_history/{vid}")
     if stored.deleted:

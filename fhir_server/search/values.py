@@ -39,10 +39,13 @@ class IndexValues:
     uris: list[tuple[str, str]] = field(default_factory=list)
 
 
-def sort_keys(ix: IndexValues) -> dict[str, tuple[object, object]]:
+def sort_keys(ix: IndexValues, kinds: frozenset[str] = frozenset({"date", "string", "number", "quantity",
+                                                                   "token", "reference", "uri"})
+              ) -> dict[str, tuple[object, object]]:
     """Per parameter, the (lowest, highest) value a resource sorts by: ``_sort=p`` orders by the
     lowest, ``_sort=-p`` by the highest. Dates by their ranges, quantities by canonical value,
-    tokens by code, strings folded, references by target; numbers as floats."""
+    tokens by code, strings folded, references by target; numbers as floats. ``kinds`` limits
+    the parameter types considered."""
     keys: dict[str, list] = {}
 
     def add(param: str, lo, hi) -> None:
@@ -55,19 +58,19 @@ def sort_keys(ix: IndexValues) -> dict[str, tuple[object, object]]:
             if hi > k[1]:
                 k[1] = hi
 
-    for p, lo, hi in ix.dates:
+    for p, lo, hi in ix.dates if "date" in kinds else ():
         add(p, lo, hi)
-    for p, folded, _ in ix.strings:
+    for p, folded, _ in ix.strings if "string" in kinds else ():
         add(p, folded, folded)
-    for p, _system, code, _text in ix.tokens:
+    for p, _system, code, _text in ix.tokens if "token" in kinds else ():
         if code is not None and ":" not in p:
             add(p, code, code)
-    for p, target in ix.references:
+    for p, target in ix.references if "reference" in kinds else ():
         add(p, target, target)
-    for p, v in ix.numbers:
+    for p, v in ix.numbers if "number" in kinds else ():
         add(p, float(v), float(v))
-    for p, _v, _s, _c, cv, _cc in ix.quantities:
+    for p, _v, _s, _c, cv, _cc in ix.quantities if "quantity" in kinds else ():
         add(p, float(cv), float(cv))
-    for p, v in ix.uris:
+    for p, v in ix.uris if "uri" in kinds else ():
         add(p, v, v)
     return {p: (k[0], k[1]) for p, k in keys.items()}

@@ -10,6 +10,7 @@ import sqlite3
 from decimal import Decimal
 
 from fhir_server.errors import invalid
+from fhir_server.search import params as search_params
 from fhir_server.search import ucum
 from fhir_server.search.normalize import fold
 from fhir_server.search.plan import Clause, Query, Value
@@ -18,7 +19,6 @@ from fhir_server.search.values import IndexValues, sort_keys
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS idx_token (type TEXT, param TEXT, system TEXT, code TEXT, text TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (type, param, code, system);
-CREATE INDEX IF NOT EXISTS idx_token_system ON idx_token (type, param, system);
 CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (type, id);
 CREATE TABLE IF NOT EXISTS idx_string (type TEXT, param TEXT, value TEXT, exact TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, value);
@@ -41,13 +41,18 @@ CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id);
 CREATE TABLE IF NOT EXISTS idx_uri (type TEXT, param TEXT, value TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value);
 CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id);
-CREATE TABLE IF NOT EXISTS sort_key (type TEXT, param TEXT, id TEXT, lo, hi);
+CREATE TABLE IF NOT EXISTS sort_key (type TEXT, id TEXT, param TEXT, lo, hi, PRIMARY KEY (type, id, param))
+  WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sort_key_lo ON sort_key (type, param, lo, id);
 CREATE INDEX IF NOT EXISTS sort_key_hi ON sort_key (type, param, hi, id);
-CREATE INDEX IF NOT EXISTS sort_key_res ON sort_key (type, id);
 """
 
 UCUM = "http://unitsofmeasure.org"
+# Parameter types whose sort keys are kept in ``sort_key`` at write time (sorting by them can walk
+# an index). Tokens, references and uris, many per resource and rarely sorted by, are sorted by
+# looking their lowest/highest value up in their index table instead.
+SORT_KEY_KINDS = frozenset({"date", "string", "number", "quantity"})
+LOOKUP_SORT = {"token": ("idx_token", "code"), "reference": ("idx_reference", "target"), "uri": ("idx_uri", "value")}
 TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri", "sort_key")
 TABLE_BY_TYPE = {
     "token": "idx_token", "string": "idx_string", "date": "idx_date", "reference": "idx_reference",
@@ -73,9 +78,9 @@ def insert_index(conn: sqlite3.Connection, type: str, id: str, ix: IndexValues) 
         )
     if ix.uris:
         conn.executemany("INSERT INTO idx_uri VALUES (?,?,?,?)", [(type, p, v, id) for p, v in ix.uris])
-    keys = sort_keys(ix)
+    keys = sort_keys(ix, SORT_KEY_KINDS)
     if keys:
-        conn.executemany("INSERT INTO sort_key VALUES (?,?,?,?,?)", [(type, p, id, lo, hi) for p, (lo, hi) in keys.items()])
+        conn.executemany("INSERT INTO sort_key VALUES (?,?,?,?,?)", [(type, id, p, lo, hi) for p, (lo, hi) in keys.items()])
 
 
 def delete_index(conn: sqlite3.Connection, type: str, id: str) -> None:
@@ -111,7 +116,14 @@ def compile_page(query: Query, limit: int, after: list | None):
         if param in SORT_COLUMNS:
             keys.append((SORT_COLUMNS[param], desc))
             continue
-        joins.append(f"LEFT JOIN sort_key k{n} ON k{n}.type=r.type AND k{n}.param=? AND k{n}.id=r.id")
+        ptype = search_params.param(query.type, param).type
+        if ptype in LOOKUP_SORT:
+            table, col = LOOKUP_SORT[ptype]
+            agg, missing = ("max", MISSING_LAST_DESC) if desc else ("min", MISSING_LAST_ASC)
+            keys.append((f"coalesce((SELECT {agg}({col}) FROM {table} x WHERE x.type=r.type AND x.id=r.id "
+                         f"AND x.param='{_sql_literal(param)}'), {missing})", desc))
+            continue
+        joins.append(f"LEFT JOIN sort_key k{n} ON k{n}.type=r.type AND k{n}.id=r.id AND k{n}.param=?")
         join_args.append(param)
         keys.append((f"coalesce(k{n}.hi, {MISSING_LAST_DESC})" if desc else f"coalesce(k{n}.lo, {MISSING_LAST_ASC})", desc))
     if not keys or keys[-1][0] != "r.id":
@@ -127,6 +139,11 @@ def compile_page(query: Query, limit: int, after: list | None):
     sql = (f"SELECT r.id, r.version, r.last_updated, r.json{extra} FROM resource r {' '.join(joins)} "
            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
     return sql, (*join_args, *args, limit), lambda row: [_to_cursor(v) for v in row[4:]]
+
+
+def _sql_literal(code: str) -> str:
+    """A search parameter code inside SQL text (codes are [a-z0-9-_:]; quotes doubled anyway)."""
+    return code.replace("'", "''")
 
 
 def _to_cursor(v):
