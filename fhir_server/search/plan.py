@@ -195,7 +195,23 @@ def _filter(type: str, name: str, raw: str, depth: int) -> Filter:
         ptype = p.type
     if modifier:
         _check_modifier(type, code, ptype, modifier, name)
-    return Clause(code, ptype, modifier or None, tuple(_values(ptype, modifier, raw, name)))
+    values = tuple(_values(ptype, modifier, raw, name))
+    if ptype == "reference" and modifier not in ("identifier", "missing"):
+        values = _typed_references(type, code, modifier, values)
+    return Clause(code, ptype, modifier or None, values)
+
+
+def _typed_references(type: str, code: str, modifier: str | None, values: tuple[Value, ...]) -> tuple[Value, ...]:
+    """A bare id (``patient=123``) means ``Type/123`` for the ``:Type`` modifier, else for each
+    target type of the parameter; ``Type/id``, absolute URLs and canonicals stay as given."""
+    types = (modifier,) if modifier and modifier != "not" else search_params.param(type, code).target
+    out = []
+    for v in values:
+        if "/" in v.text or ":" in v.text or not types:
+            out.append(v)
+        else:
+            out += [Value(text=f"{t}/{v.text}") for t in types]
+    return tuple(out)
 
 
 def _filter_any(types: tuple[str, ...], rest: str, raw: str, depth: int) -> Filter:

@@ -18,6 +18,14 @@ def decode_cursor(text: str) -> list:
         key = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, orjson.JSONDecodeError):
         raise invalid("The paging cursor is not valid; start the search again", "_cursor") from None
-    if not isinstance(key, list):
+    if not isinstance(key, list) or not all(_scalar(v) for v in key):
         raise invalid("The paging cursor is not valid; start the search again", "_cursor")
     return key
+
+
+def _scalar(v) -> bool:
+    """Cursor values are sort keys: strings, numbers, null, or a tagged blob ``{"b": hex}``."""
+    if v is None or isinstance(v, (str, int, float)) and not isinstance(v, bool):
+        return True
+    return isinstance(v, dict) and set(v) == {"b"} and isinstance(v["b"], str) and all(
+        c in "0123456789abcdef" for c in v["b"])

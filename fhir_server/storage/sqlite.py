@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from fhir_server.errors import invalid
 from fhir_server.search.plan import Query
 from fhir_server.storage import sqlite_search
 from fhir_server.storage.cursor import decode_cursor, encode_cursor
@@ -97,7 +98,10 @@ class SQLiteStore:
             args += [at, at]
         if cursor:
             where.append("seq<?")
-            args.append(int(decode_cursor(cursor)[0]))
+            key = decode_cursor(cursor)
+            if len(key) != 1 or not isinstance(key[0], int):
+                raise invalid("The paging cursor does not fit this history; start again", "_cursor")
+            args.append(key[0])
         sql = "SELECT seq, type, id, version, last_updated, deleted, json, method FROM history"
         if where:
             sql += " WHERE " + " AND ".join(where)

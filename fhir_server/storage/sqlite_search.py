@@ -261,10 +261,7 @@ def _value_cond(c: Clause, v: Value) -> tuple[str, list]:
 
 
 def _ref_target(c: Clause, v: Value) -> str:
-    text = v.text
-    if c.modifier and c.modifier not in ("identifier", "missing", "not") and "/" not in text:
-        return f"{c.modifier}/{text}"
-    return text
+    return v.text  # the plan already made bare ids Type/id
 
 
 def _date_cond(v: Value, lo: str, hi: str) -> tuple[str, list]:
@@ -277,10 +274,15 @@ def _date_cond(v: Value, lo: str, hi: str) -> tuple[str, list]:
         return f"{hi} > ?", [v.hi]
     if p == "lt":
         return f"{lo} < ?", [v.lo]
+    # ge/le: the range above/below the search value overlaps the target's, or the search
+    # value's range contains it (FHIR R4 3.1.1.4.1.3). For a point (lo and hi one column, as
+    # _lastUpdated) that is simply >= lo / <= hi, which an index on the column serves.
+    if p in ("ge", "le") and lo == hi:
+        return (f"{lo} >= ?", [v.lo]) if p == "ge" else (f"{lo} <= ?", [v.hi])
     if p == "ge":
-        return f"{hi} >= ?", [v.lo]
+        return f"({hi} > ? OR ({lo} >= ? AND {hi} <= ?))", [v.hi, v.lo, v.hi]
     if p == "le":
-        return f"{lo} <= ?", [v.hi]
+        return f"({lo} < ? OR ({lo} >= ? AND {hi} <= ?))", [v.lo, v.lo, v.hi]
     if p == "sa":
         return f"{lo} > ?", [v.hi]
     if p == "eb":

@@ -178,12 +178,6 @@ def mongodb_only_on(request, reason: str) -> None:
 
 
 
-def xfail_on(request, store: str, reason: str) -> None:
-    """Mark the run of this test on ``store`` ("sqlite" | "mongo") as a known bug of that adapter."""
-    if request.node.callspec.params.get("settings") == store:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def cursor(key: object) -> str:
     """A paging cursor as the stores spell them (URL-safe base64 of JSON), holding ``key``."""
     return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
