@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     default_count: int = 50
     max_count: int = 1000
     max_referrers_listed: int = 50
+    # Chains and _has resolve to id sets of at most this many resources (else 400: narrow it).
+    max_chain_ids: int = 10_000
+    # At most this many resources are added to one search page by _include/_revinclude; what
+    # does not fit is named in an OperationOutcome in the Bundle.
+    max_includes: int = 1000
     log_level: str = "INFO"
 
     @field_validator("store")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import invalid, multiple_matches
-from fhir_server.search.plan import Query, parse_query
+from fhir_server.search.plan import Clause, Query, parse_query
 from fhir_server.services import Services
 from fhir_server.storage.port import Stored
 
@@ -16,6 +16,11 @@ def criteria(type: str, query_string: str, what: str) -> Query:
     query = parse_query(type, items, strict=True)
     if not query.clauses:
         raise invalid(f"{what} needs search criteria that select resources", what)
+    chained = [str(c) for c in query.clauses if not isinstance(c, Clause)]
+    if chained:  # the commit re-checks criteria inside the write transaction, which runs no chains
+        raise invalid(f"{what} criteria cannot use chained parameters or _has ({', '.join(chained)})", what)
+    if query.includes or query.sort:
+        raise invalid(f"{what} criteria take filters only, not _include/_revinclude/_sort", what)
     return query
 
 

@@ -16,6 +16,7 @@ from fhir_server.errors import OperationOutcomeError, invalid, issue, outcome, s
 from fhir_server.http import base_url, json_response, negotiate, read_body, wants_pretty
 from fhir_server.interactions.history import count_param
 from fhir_server.interactions.respond import shaped
+from fhir_server.search import execute
 from fhir_server.search.plan import parse_query
 from fhir_server.services import Services
 from fhir_server.storage.port import SearchPage
@@ -56,7 +57,8 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
     # Without it, a first page that holds every match still states its total, which is free.
     counted = total_mode in ("estimate", "accurate") or (total_mode is None and count == 0)
     cursor = params.get("_cursor")
-    page = await svc.store.search(query, count=count, cursor=cursor, total=counted)
+    page = await execute.search(svc.store, query, count=count, cursor=cursor, total=counted,
+                                bound=svc.settings.max_chain_ids)
     if page.total is None and total_mode is None and not cursor and not page.next_cursor:
         page = SearchPage(page.entries, len(page.entries), None)
     base = base_url(request, svc.settings.base_url)
@@ -72,10 +74,16 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
         entry({"fullUrl": f"{base}/{type}/{s.id}", "search": {"mode": "match"}}, shaped(request, s.json))
         for s in page.entries
     ]
-    if query.unknown:
-        oo = outcome([issue("not-supported", f"Search parameter '{name}' is not supported for {type} and was ignored",
-                            name, severity="warning") for name in query.unknown])
-        entries.append(entry({"search": {"mode": "outcome"}}, oo))
+    warnings = [issue("not-supported", f"Search parameter '{name}' is not supported for {type} and was ignored",
+                      name, severity="warning") for name in query.unknown]
+    if query.includes and page.entries:
+        included = await execute.include(svc.store, query, page.entries, svc.settings.max_includes)
+        entries += [entry({"fullUrl": f"{base}/{s.type}/{s.id}", "search": {"mode": "include"}}, shaped(request, s.json))
+                    for s in included.resources]
+        warnings += [issue("too-costly", f"Not included: {note}", "_include", severity="warning")
+                     for note in included.left_out]
+    if warnings:
+        entries.append(entry({"search": {"mode": "outcome"}}, outcome(warnings)))
     body = bundle(envelope, entries)
     return json_response(body, 200, None, negotiate(request), wants_pretty(request))
 
