@@ -17,15 +17,29 @@ JSON_FORMATS = {"json", "application/json", "application/fhir+json", "applicatio
 XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """One request header (``name`` lower-case bytes, as ASGI gives them), without building a
+    Headers object: reads use this on every request."""
+    for k, v in request.scope["headers"]:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def query_param(request: Request, name: str) -> str | None:
+    """One query parameter; free when the request has no query string (the common read)."""
+    return request.query_params.get(name) if request.scope["query_string"] else None
+
+
 def negotiate(request: Request) -> str:
     """The response media type, from ``_format`` or ``Accept``; XML is not served (406)."""
-    fmt = request.query_params.get("_format")
+    fmt = query_param(request, "_format")
     if fmt:
         fmt = fmt.split(";")[0].strip().lower()
         if fmt in JSON_FORMATS:
             return FHIR_JSON if fmt in ("json", "application/fhir+json") else fmt
         raise not_acceptable(f"_format={fmt} is not supported; this server speaks FHIR JSON")
-    accept = request.headers.get("accept")
+    accept = header(request, b"accept")
     if not accept:
         return FHIR_JSON
     kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
@@ -125,7 +139,7 @@ def json_response(content: bytes | dict, status: int = 200, headers: dict | None
 
 
 def wants_pretty(request: Request) -> bool:
-    return request.query_params.get("_pretty") == "true"
+    return query_param(request, "_pretty") == "true"
 
 
 def base_url(request: Request, configured: str) -> str:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.errors import gone, not_found
-from fhir_server.http import version_headers
+from fhir_server.http import header, version_headers
 from fhir_server.interactions.respond import resource_response
 from fhir_server.services import Services
 from fhir_server.storage.port import Stored
@@ -37,11 +37,11 @@ async def handle(request: Request, svc: Services) -> Response:
 
 def not_modified(request: Request, stored: Stored) -> bool:
     """Conditional read (RFC 9110 13.1): If-None-Match, else If-Modified-Since, says the client has this version."""
-    if_none_match = request.headers.get("if-none-match")
+    if_none_match = header(request, b"if-none-match")
     if if_none_match is not None:
         tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
         return "*" in tags or f'"{stored.version}"' in tags
-    if_modified_since = request.headers.get("if-modified-since")
+    if_modified_since = header(request, b"if-modified-since")
     if not if_modified_since:
         return False
     try:

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.errors import issue, outcome
-from fhir_server.http import base_url, json_response, negotiate, version_headers, wants_pretty
+from fhir_server.http import base_url, header, json_response, negotiate, version_headers, wants_pretty
 from fhir_server.services import Services
 from fhir_server.storage.port import Stored
 from fhir_server.summary import parse_elements, parse_summary, subset
@@ -20,7 +20,7 @@ def resource_response(request: Request, svc: Services, stored: Stored, status: i
     headers = version_headers(stored)
     if location:
         headers["Location"] = f"{base_url(request, svc.settings.base_url)}/{stored.type}/{stored.id}/_history/{stored.version}"
-    prefer = request.headers.get("prefer", "")
+    prefer = header(request, b"prefer") or ""
     if "return=minimal" in prefer:
         return Response(b"", status_code=status, headers=headers)
     if "return=OperationOutcome" in prefer:
@@ -38,6 +38,8 @@ def preflight(request: Request) -> None:
 
 def shaped(request: Request, body: bytes) -> bytes | dict:
     """Stored bytes as they are, or the ``_summary``/``_elements`` subset when asked."""
+    if not request.scope["query_string"]:
+        return body
     summary = parse_summary(request.query_params.get("_summary"))
     elements = parse_elements(request.query_params.get("_elements"))
     if summary in (None, "false") and not elements:

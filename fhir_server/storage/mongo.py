@@ -4,17 +4,23 @@ Collections (database: the URI's default database, else ``telemed``):
 
 - ``<Type>`` (one per resource type), the current version of each resource::
 
-      {_id: id, v: version, lu: lastUpdated, d: deleted, r: <stored JSON bytes>, s: {code: [...]}}
+      {_id: id, v: version, lu: lastUpdated, d: deleted, r: <stored JSON bytes>, s: {code: [...]},
+       k: {code: {e: 1, lo, hi}}}
 
   ``r`` is BSON binary holding the stored bytes, so reads return them untouched. ``lu`` is the
   FHIR instant string of ``values.py``'s fixed form (string order is time order, microseconds
   kept: a BSON datetime would round them to milliseconds). ``s`` holds the search index values
-  (``mongo_search``); deleted versions have no ``s``. Indexes, created the first time this
-  process writes the type: ``(lu, _id)`` partial on ``d: false`` (``_lastUpdated``, its sort,
+  (``mongo_search``) and ``k`` the sort keys of ``_sort`` (lowest and highest value per
+  parameter); deleted versions have neither. Indexes, created the first time this process
+  writes the type: ``(lu, _id)`` partial on ``d: false`` (``_lastUpdated``, its sort,
   unfiltered searches) and, for the commonly searched parameters the type has (``INDEXED_PARAMS``),
   ``(s.<code>, _id)``, which also gives the default ``_id`` order for the keyset (dates:
   ``s.<code>.lo`` and ``s.<code>.hi``). Values are arrays, so no index may hold two ``s`` fields
-  (MongoDB refuses compound indexes over parallel arrays).
+  (MongoDB refuses compound indexes over parallel arrays). The common sorts (``SORT_PARAMS``,
+  both directions) have ``(k.<code>.hi desc, _id desc)`` (``sort_-<code>``) and ``(k.<code>.e
+  desc, k.<code>.lo, _id)`` (``sort_<code>``); ``k`` values are scalars, so a reference index
+  can carry a sort too: ``(s.patient, k.date.hi desc, _id desc)`` (``patient_sort_-date``) for
+  a patient's newest first.
 - ``history``, every version: ``{_id: "Type/id/v", t, i, v, lu, d, m: method, r, o}``. Newest
   first is ``(lu, o, _id)`` descending, ``o`` being the write's position in its commit (later
   writes of one commit come first, as in SQLite's ``seq``); the keyset cursor is that triple.
@@ -43,6 +49,7 @@ from fhir_server.errors import invalid
 from fhir_server.search.params import params_for
 from fhir_server.search.plan import Query
 from fhir_server.storage import mongo_search
+from fhir_server.storage.mongo_search import and_
 from fhir_server.storage.cursor import decode_cursor, encode_cursor
 from fhir_server.storage.port import Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
 
@@ -52,6 +59,10 @@ INDEXED_PARAMS = (
     "authored-on", "birthdate", "family", "given", "name", "owner", "requester", "performer",
     "based-on", "intent", "url",
 )  # fmt: skip
+# Parameters whose ``_sort`` (ascending and descending) has an index on every type that has them.
+SORT_PARAMS = ("date", "authored-on", "birthdate")
+# (reference, date) pairs with an index for "this patient's, newest first".
+REFERENCE_SORTS = (("patient", "date"), ("subject", "date"))
 GUARD_LIMIT = 1000
 _CURRENT = {"v": 1, "lu": 1, "d": 1, "r": 1}
 _HISTORY_ORDER = [("lu", -1), ("o", -1), ("_id", -1)]
@@ -101,6 +112,14 @@ class MongoStore:
                            IndexModel([(f"s.{code}.hi", 1)], name=f"{code}.hi")]  # fmt: skip
             else:
                 models.append(IndexModel([(f"s.{code}", 1), ("_id", 1)], name=f"{code}_id"))
+        for code in SORT_PARAMS:
+            if code in params:
+                models += [IndexModel(mongo_search.sort_index(code, True), name=f"sort_-{code}"),
+                           IndexModel(mongo_search.sort_index(code, False), name=f"sort_{code}")]  # fmt: skip
+        for ref, code in REFERENCE_SORTS:
+            if ref in params and code in params:
+                models.append(IndexModel([(f"s.{ref}", 1), *mongo_search.sort_index(code, True)],
+                                         name=f"{ref}_sort_-{code}"))  # fmt: skip
         await self._coll(type).create_indexes(models)
         self._ready.add(type)
 
@@ -158,11 +177,12 @@ class MongoStore:
     async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
         filt, sort, key = mongo_search.compile_page(query, decode_cursor(cursor) if cursor else None)
         coll = self._coll(query.type)
+        projection = {"v": 1, "lu": 1, "r": 1, **mongo_search.sort_projection(query)}
 
         async def page() -> list[dict]:
             if count <= 0:
                 return []
-            return await coll.find(filt, {"v": 1, "lu": 1, "r": 1}).sort(sort).limit(count + 1).to_list()
+            return await coll.find(filt, projection).sort(sort).limit(count + 1).to_list()
 
         async def count_all() -> int | None:
             return await coll.count_documents(mongo_search.compile_filter(query)) if total else None
@@ -176,8 +196,46 @@ class MongoStore:
     async def explain(self, query: Query, count: int = 50) -> dict:
         """The server's query plan for the first page of ``query`` (tests, diagnostics)."""
         filt, sort, _ = mongo_search.compile_page(query, None)
-        cursor = self._coll(query.type).find(filt, {"v": 1, "lu": 1, "r": 1}).sort(sort).limit(count + 1)
+        projection = {"v": 1, "lu": 1, "r": 1, **mongo_search.sort_projection(query)}
+        cursor = self._coll(query.type).find(filt, projection).sort(sort).limit(count + 1)
         return await cursor.explain()
+
+    async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
+        if not ids:
+            return []
+        found = self._coll(type).find({"_id": {"$in": list(dict.fromkeys(ids))}, "d": False}, _CURRENT)
+        return [Stored(type, d["_id"], d["v"], d["lu"], False, d["r"]) async for d in found]
+
+    async def search_ids(self, query: Query, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        found = self._coll(query.type).find(mongo_search.compile_filter(query), {"_id": 1}).limit(limit)
+        return [d["_id"] async for d in found]
+
+    async def distinct_references(self, query: Query, param: str | None, limit: int) -> list[str]:
+        """One streamed query projecting only the reference values (``s.<param>``, or every
+        reference parameter of the type), read until ``limit`` distinct targets are found: no
+        server-side ``$group`` that would have to see every match first."""
+        if limit <= 0:
+            return []
+        if param is not None:
+            codes = [param]
+        else:
+            codes = [c for c, p in params_for(query.type).items() if p.type == "reference"]
+        if not codes:
+            return []
+        has = [{f"s.{c}": {"$exists": True}} for c in codes]
+        filt = and_([mongo_search.compile_filter(query), has[0] if len(has) == 1 else {"$or": has}])
+        found: dict[str, None] = {}
+        cursor = self._coll(query.type).find(filt, {f"s.{c}": 1 for c in codes}).batch_size(1000)
+        async with cursor:
+            async for doc in cursor:
+                for code in codes:
+                    for target in doc.get("s", {}).get(code, ()):
+                        found[target] = None
+                        if len(found) >= limit:
+                            return list(found)
+        return list(found)
 
     async def referrers(self, targets: list[str], limit: int) -> list[str]:
         if not targets:
@@ -254,6 +312,9 @@ def _current_doc(w: Write) -> dict:
     doc = {"_id": w.id, "v": w.version, "lu": w.last_updated, "d": w.deleted, "r": w.json}
     if w.index is not None and not w.deleted:
         doc["s"] = mongo_search.index_doc(w.index)
+        keys = mongo_search.sort_doc(w.index)
+        if keys:
+            doc["k"] = keys
     return doc
 
 

@@ -15,13 +15,28 @@ can answer:
   (string order is time order, and microseconds survive: a BSON datetime keeps milliseconds);
   a condition on both ends of one range is an ``$elemMatch``, one on a single end a dotted path
   (``s.date.lo``/``s.date.hi``), and an "or" of two ends is an ``$or`` of dotted paths;
+  ``ge``/``le`` (R4 range semantics, as on SQLite) are such an ``$or``;
 - reference and uri ``s.<code>``: the target / uri string (``:below``: anchored regex,
-  ``:above``: ``$in`` of the query's prefixes);
+  ``:above``: ``$in`` of the query's prefixes); the plan has already made a bare id ``Type/id``;
 - number ``s.<code>``: Decimal128, quantity ``s.<code>``: ``{v, s, c, cv, cc}`` with Decimal128
   values. Decimal128, not float: FHIR's implicit precision range (``eq5.40`` is [5.395, 5.405))
   is exact in decimal and the stored value is the resource's exact decimal;
 - parameter presence (``:missing``): the ``s.<code>`` field exists (an empty array when a
-  token has only text).
+  token has only text);
+- ``:of-type`` (identifier type and value): tokens of ``s.<code>:of-type`` whose system is
+  ``"typesystem|typecode"`` (its ``|`` escaped like any other) and code the identifier value,
+  stored only in the ``system|code`` and ``system|`` forms (``:of-type`` always names the system).
+
+Many alternatives of one reference clause (a resolved chain lists up to thousands of targets)
+are one ``$in``, never an ``$or``.
+
+Sorting (``_sort``) uses ``k`` (see ``sort_doc``): per parameter ``{e: 1, lo, hi}``, the
+lowest and highest value of ``values.sort_keys`` (scalars, not arrays, so one index can hold
+several ``k`` fields and serve a sort). Missing values sort last in both directions, as on
+SQLite: descending by ``k.<code>.hi`` does that by itself (MongoDB sorts a missing field as
+null, below every value), ascending sorts by the presence flag ``k.<code>.e`` descending first,
+then ``k.<code>.lo``. The id breaks ties in the direction of the last key; the keyset cursor is
+the list of sort key values, nulls included (``keyset_after`` knows where nulls sort).
 
 Deleted documents carry no ``s``: any positive ``s`` condition excludes them by itself, so
 ``d: false`` is added only to filters without one (``_id``, ``_lastUpdated``, ``:not``,
@@ -40,7 +55,7 @@ from fhir_server.errors import invalid
 from fhir_server.search import ucum
 from fhir_server.search.normalize import fold
 from fhir_server.search.plan import Clause, Query, Value
-from fhir_server.search.values import IndexValues
+from fhir_server.search.values import IndexValues, sort_keys
 
 SORT_FIELDS = {"_id": "_id", "_lastUpdated": "lu"}
 _D128 = create_decimal128_context()
@@ -52,6 +67,11 @@ _D128 = create_decimal128_context()
 def index_doc(ix: IndexValues) -> dict[str, list]:
     s: dict[str, list] = {}
     for p, system, code, text in ix.tokens:
+        if p.endswith(":of-type"):  # always queried with its "typesystem|typecode" system
+            if system is not None:
+                sys = _esc(system)
+                s.setdefault(p, []).extend([f"{sys}|{_esc(code)}", f"{sys}|"] if code is not None else [f"{sys}|"])
+            continue
         s.setdefault(p, []).extend(_token_keys(system, code))
         if text:
             s.setdefault(f"{p}:text", []).append(text)
@@ -76,6 +96,11 @@ def index_doc(ix: IndexValues) -> dict[str, list]:
         if len(values) > 1 and isinstance(values[0], str):
             s[key] = list(dict.fromkeys(values))
     return s
+
+
+def sort_doc(ix: IndexValues) -> dict[str, dict]:
+    """The ``k`` sub-document: per parameter the presence flag and the (lowest, highest) sort key."""
+    return {p: {"e": 1, "lo": lo, "hi": hi} for p, (lo, hi) in sort_keys(ix).items()}
 
 
 def reference_targets(ix: IndexValues | None) -> list[str]:
@@ -127,30 +152,72 @@ def compile_filter(query: Query) -> dict:
     return and_(parts)
 
 
+def sort_fields(query: Query) -> list[tuple[str, bool]]:
+    """The (field, descending) keys of ``query``'s order, ending with the id (a total order)."""
+    keys: list[tuple[str, bool]] = []
+    for param, desc in query.sort:
+        if param in SORT_FIELDS:
+            keys.append((SORT_FIELDS[param], desc))
+        elif desc:
+            keys.append((f"k.{param}.hi", True))  # missing: null, sorts last descending
+        else:
+            keys += [(f"k.{param}.e", True), (f"k.{param}.lo", False)]  # present ones first
+    if not keys or keys[-1][0] != "_id":
+        keys.append(("_id", keys[-1][1] if keys else False))  # the id breaks ties: the order is total
+    seen: set[str] = set()
+    return [(f, d) for f, d in keys if not (f in seen or seen.add(f))]
+
+
+def sort_index(param: str, desc: bool) -> list[tuple[str, int]]:
+    """The index keys that serve ``_sort=param`` (``desc``: ``-param``) with no SORT stage."""
+    return [(f, -1 if d else 1) for f, d in sort_fields(Query("", sort=((param, desc),)))]
+
+
+def sort_projection(query: Query) -> dict:
+    """Projection of the ``k`` values a page needs for its cursor."""
+    return {f"k.{p}": 1 for p, _ in query.sort if p not in SORT_FIELDS}
+
+
 def compile_page(query: Query, after: list | None):
     """(filter, sort, key): ``key(doc)`` is the keyset cursor of a result document."""
     filt = compile_filter(query)
-    unsupported = [p for p, _ in query.sort if p not in SORT_FIELDS]
-    if unsupported:
-        raise invalid(f"Sorting by {', '.join(unsupported)} is not supported yet", "_sort")
-    keys = [(SORT_FIELDS[p], desc) for p, desc in query.sort]
-    if not keys or keys[-1][0] != "_id":
-        keys.append(("_id", False))  # the id breaks ties, so the keyset order is total
+    keys = sort_fields(query)
     if after is not None:
         if len(after) != len(keys):
             raise invalid("The paging cursor does not fit this search; start the search again", "_cursor")
         filt = and_([filt, keyset_after(keys, after)])
     sort = [(f, -1 if desc else 1) for f, desc in keys]
-    return filt, sort, lambda doc: [doc[f] for f, _ in keys]
+    return filt, sort, lambda doc: [_get(doc, f) for f, _ in keys]
+
+
+def _get(doc: dict, path: str):
+    for part in path.split("."):
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(part)
+    return doc
 
 
 def keyset_after(keys: list[tuple[str, bool]], after: list) -> dict:
-    """The documents after ``after`` in (k1, k2, ...) order."""
+    """The documents after ``after`` in (k1, k2, ...) order, where a key may be null (missing):
+    MongoDB sorts null below every value, and a comparison never matches null, so a null is
+    spelled out: ascending after null is "not null", descending after a value includes null,
+    and nothing is descending after null."""
     ors = []
     for i, (field, desc) in enumerate(keys):
         cond = {f: after[j] for j, (f, _) in enumerate(keys[:i])}
-        cond[field] = {"$lt" if desc else "$gt": after[i]}
+        a = after[i]
+        if a is None:
+            if desc:
+                continue  # null is last descending
+            cond = and_([cond, {field: {"$ne": None}}])
+        elif desc:
+            cond = and_([cond, {"$or": [{field: {"$lt": a}}, {field: None}]}])
+        else:
+            cond = and_([cond, {field: {"$gt": a}}])
         ors.append(cond)
+    if not ors:
+        return {"_id": {"$in": []}}  # nothing comes after
     return ors[0] if len(ors) == 1 else {"$or": ors}
 
 
@@ -185,13 +252,17 @@ def _clause(c: Clause) -> tuple[dict, bool]:
         ids = list(dict.fromkeys(v.text for v in c.values))
         return {"_id": {"$nin" if c.modifier == "not" else "$in": ids}}, False
     if c.param == "_lastUpdated":
-        return _or([_range("lu", _date_terms(v), scalar=True) for v in c.values]), False
-    key = f"{c.param}:identifier" if c.modifier == "identifier" else c.param
+        return _or([_point_date("lu", v) for v in c.values]), False
+    key = f"{c.param}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.param
     field = f"s.{key}"
     if c.modifier == "missing":
         missing = c.values[0].text.lower() == "true"
         return {field: {"$exists": not missing}}, not missing
-    f = _or([_value(c, v, field) for v in c.values])
+    if c.type == "reference" and c.modifier != "identifier" and len(c.values) > 1:
+        # many targets (a resolved chain, an include): one $in, not thousands of alternatives
+        f = {field: {"$in": list(dict.fromkeys(v.text for v in c.values))}}
+    else:
+        f = _or([_value(c, v, field) for v in c.values])
     if c.modifier == "not":
         return {"$nor": [f]}, False
     return f, True
@@ -210,9 +281,9 @@ def _value(c: Clause, v: Value, field: str) -> dict:
             return {field: {"$regex": re.escape(fold(v.text))}}
         return {field: {"$regex": "^" + re.escape(fold(v.text))}}
     if t == "date":
-        return _range(field, _date_terms(v))
+        return _date(field, v)
     if t == "reference":
-        return {field: _ref_target(c, v)}
+        return {field: v.text}
     if t == "uri":
         if c.modifier == "below":
             return {field: {"$regex": "^" + re.escape(v.text)}}
@@ -220,34 +291,53 @@ def _value(c: Clause, v: Value, field: str) -> dict:
             return {field: {"$in": [v.text[:i] for i in range(1, len(v.text) + 1)]}}
         return {field: v.text}
     if t == "number":
-        return _range(field, _number_terms(v.prefix, v.number), values=True)
+        return _range(field, _number_terms(v.prefix, v.number))
     if t == "quantity":
         return _quantity(v, field)
     raise invalid(f"Search parameter type {c.type} is not supported", c.param)
 
 
-def _ref_target(c: Clause, v: Value) -> str:
-    text = v.text
-    if c.modifier and c.modifier not in ("identifier", "missing", "not") and "/" not in text:
-        return f"{c.modifier}/{text}"  # :[type]
-    return text
+def _date(field: str, v: Value) -> dict:
+    """``v`` against an array of stored ``{lo, hi}`` ranges (FHIR R4 3.1.1.4.1.3): the document
+    matches when one range does. A condition on both ends of one range is an ``$elemMatch``;
+    ``ge``/``le`` ("the range above/below the value overlaps the target's, or the value's range
+    contains it") reduce to an "or" of one-end conditions, each served by an index."""
+    lo, hi = f"{field}.lo", f"{field}.hi"
+    within = {field: {"$elemMatch": {"lo": {"$gte": v.lo}, "hi": {"$lte": v.hi}}}}
+    p = v.prefix
+    if p == "eq":
+        return within
+    if p == "ne":
+        return {"$or": [{lo: {"$lt": v.lo}}, {hi: {"$gt": v.hi}}]}
+    if p == "gt":
+        return {hi: {"$gt": v.hi}}
+    if p == "lt":
+        return {lo: {"$lt": v.lo}}
+    # ge: hi > v.hi, or v.lo <= lo and hi <= v.hi; as lo <= hi, that is hi > v.hi or lo >= v.lo
+    if p == "ge":
+        return {"$or": [{hi: {"$gt": v.hi}}, {lo: {"$gte": v.lo}}]}
+    if p == "le":  # lo < v.lo, or v.lo <= lo and hi <= v.hi: lo < v.lo or hi <= v.hi
+        return {"$or": [{lo: {"$lt": v.lo}}, {hi: {"$lte": v.hi}}]}
+    if p == "sa":
+        return {lo: {"$gt": v.hi}}
+    if p == "eb":
+        return {hi: {"$lt": v.lo}}
+    return {field: {"$elemMatch": {"lo": {"$lte": v.hi}, "hi": {"$gte": v.lo}}}}  # ap: overlaps
 
 
-# A condition on one stored range or number: ("all" | "any", [(end, operator, value), ...]).
+def _point_date(field: str, v: Value) -> dict:
+    """``v`` against a stored instant (``_lastUpdated``): a range whose ends are one point."""
+    p = v.prefix
+    if p == "ne":
+        return {"$or": [{field: {"$lt": v.lo}}, {field: {"$gt": v.hi}}]}
+    return {field: {
+        "eq": {"$gte": v.lo, "$lte": v.hi}, "gt": {"$gt": v.hi}, "lt": {"$lt": v.lo}, "ge": {"$gte": v.lo},
+        "le": {"$lte": v.hi}, "sa": {"$gt": v.hi}, "eb": {"$lt": v.lo},
+    }.get(p, {"$lte": v.hi, "$gte": v.lo})}  # ap: overlaps  # fmt: skip
+
+
+# A condition on one stored number: ("all" | "any", [(end, operator, value), ...]).
 Terms = tuple[str, list[tuple[str, str, object]]]
-
-
-def _date_terms(v: Value) -> Terms:
-    return {
-        "eq": ("all", [("lo", "$gte", v.lo), ("hi", "$lte", v.hi)]),
-        "ne": ("any", [("lo", "$lt", v.lo), ("hi", "$gt", v.hi)]),
-        "gt": ("all", [("hi", "$gt", v.hi)]),
-        "lt": ("all", [("lo", "$lt", v.lo)]),
-        "ge": ("all", [("hi", "$gte", v.lo)]),
-        "le": ("all", [("lo", "$lte", v.hi)]),
-        "sa": ("all", [("lo", "$gt", v.hi)]),
-        "eb": ("all", [("hi", "$lt", v.lo)]),
-    }.get(v.prefix, ("all", [("lo", "$lte", v.hi), ("hi", "$gte", v.lo)]))  # ap: overlaps
 
 
 def _number_terms(prefix: str, n: Decimal, convert=None) -> Terms:
@@ -272,29 +362,16 @@ def _number_terms(prefix: str, n: Decimal, convert=None) -> Terms:
     }[prefix]
 
 
-def _range(field: str, terms: Terms, *, scalar: bool = False, values: bool = False) -> dict:
-    """``terms`` on ``field``: a scalar, an array of ``{lo, hi}`` or (``values``) an array of numbers.
-
-    Two conditions on one array element need ``$elemMatch``; an "any" distributes into ``$or``.
-    """
+def _range(field: str, terms: Terms) -> dict:
+    """``terms`` on ``field``, an array of numbers: two conditions on one element need
+    ``$elemMatch``; an "any" distributes into ``$or``."""
     mode, items = terms
-
-    def path(end: str) -> str:
-        return field if scalar or values else f"{field}.{end}"
-
     if mode == "any":
-        return {"$or": [{path(end): {op: val}} for end, op, val in items]}
+        return {"$or": [{field: {op: val}} for _, op, val in items]}
     if len(items) == 1:
-        end, op, val = items[0]
-        return {path(end): {op: val}}
-    if scalar:
-        return {field: {op: val for _, op, val in items}}
-    if values:
-        return {field: {"$elemMatch": {op: val for _, op, val in items}}}
-    match: dict = {}
-    for end, op, val in items:
-        match.setdefault(end, {})[op] = val
-    return {field: {"$elemMatch": match}}
+        _, op, val = items[0]
+        return {field: {op: val}}
+    return {field: {"$elemMatch": {op: val for _, op, val in items}}}
 
 
 def _quantity(v: Value, field: str) -> dict:

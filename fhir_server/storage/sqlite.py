@@ -177,29 +177,41 @@ class SQLiteStore:
                     self._queue.put(_STOP)
                     break
                 batch.append(nxt)
-            results = []
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                for writes, guards, _fut, _loop in batch:
-                    conn.execute("SAVEPOINT sub")
+                results = self._commit_batch(conn, batch)
+            except Exception:  # noqa: BLE001 - an unexpected failure: each submission on its own
+                log.exception("sqlite group commit failed; committing its submissions one by one")
+                results = []
+                for item in batch:
                     try:
-                        self._apply(conn, writes, guards)
-                        conn.execute("RELEASE sub")
-                        results.append(None)
+                        results += self._commit_batch(conn, [item])
                     except Exception as exc:  # noqa: BLE001 - handed to the waiting coroutine
-                        conn.execute("ROLLBACK TO sub")
-                        conn.execute("RELEASE sub")
                         results.append(exc)
-                conn.execute("COMMIT")
-            except Exception as exc:  # noqa: BLE001 - the whole batch failed; nothing was written
-                log.exception("sqlite commit failed")
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                results = [exc] * len(batch)
             for (_w, _g, fut, loop), res in zip(batch, results):
                 loop.call_soon_threadsafe(_settle, fut, res)
 
-    def _apply(self, conn: sqlite3.Connection, writes: list[Write], guards: list[Guard]) -> None:
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list) -> list[Exception | None]:
+        """One transaction for the whole batch. A submission whose expectations fail is skipped
+        before it writes anything (so no savepoints are needed); any other error rolls it all back."""
+        results: list[Exception | None] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for writes, guards, _fut, _loop in batch:
+                try:
+                    self._check(conn, writes, guards)
+                except VersionConflict as exc:
+                    results.append(exc)
+                    continue
+                self._apply(conn, writes)
+                results.append(None)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _check(self, conn: sqlite3.Connection, writes: list[Write], guards: list[Guard]) -> None:
         for guard in guards:
             sql, args = sqlite_search.compile_ids(guard.query, 1000)
             ids = frozenset(r[0] for r in conn.execute(sql, args))
@@ -210,6 +222,9 @@ class SQLiteStore:
             current = row[0] if row else 0
             if current != w.expect:
                 raise VersionConflict(f"{w.type}/{w.id} is at version {current}, expected {w.expect}")
+
+    def _apply(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
+        for w in writes:
             conn.execute(
                 "INSERT OR REPLACE INTO resource (type, id, version, last_updated, deleted, json) VALUES (?,?,?,?,?,?)",
                 (w.type, w.id, w.version, w.last_updated, int(w.deleted), w.json),
@@ -218,7 +233,7 @@ class SQLiteStore:
                 "INSERT INTO history (type, id, version, last_updated, deleted, method, json) VALUES (?,?,?,?,?,?,?)",
                 (w.type, w.id, w.version, w.last_updated, int(w.deleted), w.method, w.json),
             )
-            if current:
+            if w.expect:
                 sqlite_search.delete_index(conn, w.type, w.id)
             if w.index is not None and not w.deleted:
                 sqlite_search.insert_index(conn, w.type, w.id, w.index)

@@ -14,7 +14,7 @@ from fhir_server.search import params as search_params
 from fhir_server.search import ucum
 from fhir_server.search.normalize import fold
 from fhir_server.search.plan import Clause, Query, Value
-from fhir_server.search.values import IndexValues, sort_keys
+from fhir_server.search.values import IndexValues
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS idx_token (type TEXT, param TEXT, system TEXT, code TEXT, text TEXT, id TEXT);
@@ -41,19 +41,18 @@ CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id);
 CREATE TABLE IF NOT EXISTS idx_uri (type TEXT, param TEXT, value TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value);
 CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id);
-CREATE TABLE IF NOT EXISTS sort_key (type TEXT, id TEXT, param TEXT, lo, hi, PRIMARY KEY (type, id, param))
-  WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sort_key_lo ON sort_key (type, param, lo, id);
-CREATE INDEX IF NOT EXISTS sort_key_hi ON sort_key (type, param, hi, id);
 """
 
 UCUM = "http://unitsofmeasure.org"
-# Parameter types whose sort keys are kept in ``sort_key`` at write time (sorting by them can walk
-# an index). Tokens, references and uris, many per resource and rarely sorted by, are sorted by
-# looking their lowest/highest value up in their index table instead.
-SORT_KEY_KINDS = frozenset({"date", "string", "number", "quantity"})
-LOOKUP_SORT = {"token": ("idx_token", "code"), "reference": ("idx_reference", "target"), "uri": ("idx_uri", "value")}
-TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri", "sort_key")
+# Sorting by a parameter looks its lowest (ascending) or highest (descending) value of each
+# matching resource up in the parameter's index table: no sort keys are written per resource.
+SORT_LOOKUP = {
+    "token": ("idx_token", "code", "code"), "reference": ("idx_reference", "target", "target"),
+    "uri": ("idx_uri", "value", "value"), "string": ("idx_string", "value", "value"),
+    "date": ("idx_date", "lo", "hi"), "number": ("idx_number", "value", "value"),
+    "quantity": ("idx_quantity", "cvalue", "cvalue"),
+}
+TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri")
 TABLE_BY_TYPE = {
     "token": "idx_token", "string": "idx_string", "date": "idx_date", "reference": "idx_reference",
     "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri",
@@ -78,9 +77,6 @@ def insert_index(conn: sqlite3.Connection, type: str, id: str, ix: IndexValues) 
         )
     if ix.uris:
         conn.executemany("INSERT INTO idx_uri VALUES (?,?,?,?)", [(type, p, v, id) for p, v in ix.uris])
-    keys = sort_keys(ix, SORT_KEY_KINDS)
-    if keys:
-        conn.executemany("INSERT INTO sort_key VALUES (?,?,?,?,?)", [(type, id, p, lo, hi) for p, (lo, hi) in keys.items()])
 
 
 def delete_index(conn: sqlite3.Connection, type: str, id: str) -> None:
@@ -111,21 +107,15 @@ def compile_page(query: Query, limit: int, after: list | None):
     """SQL for one page: rows (id, version, last_updated, json, sort keys...) and a function
     giving a row's cursor key."""
     where, args = _where(query)
-    joins, join_args, keys = [], [], []
-    for n, (param, desc) in enumerate(query.sort):
+    keys = []
+    for param, desc in query.sort:
         if param in SORT_COLUMNS:
             keys.append((SORT_COLUMNS[param], desc))
             continue
-        ptype = search_params.param(query.type, param).type
-        if ptype in LOOKUP_SORT:
-            table, col = LOOKUP_SORT[ptype]
-            agg, missing = ("max", MISSING_LAST_DESC) if desc else ("min", MISSING_LAST_ASC)
-            keys.append((f"coalesce((SELECT {agg}({col}) FROM {table} x WHERE x.type=r.type AND x.id=r.id "
-                         f"AND x.param='{_sql_literal(param)}'), {missing})", desc))
-            continue
-        joins.append(f"LEFT JOIN sort_key k{n} ON k{n}.type=r.type AND k{n}.id=r.id AND k{n}.param=?")
-        join_args.append(param)
-        keys.append((f"coalesce(k{n}.hi, {MISSING_LAST_DESC})" if desc else f"coalesce(k{n}.lo, {MISSING_LAST_ASC})", desc))
+        table, low, high = SORT_LOOKUP[search_params.param(query.type, param).type]
+        agg, missing = (f"max({high})", MISSING_LAST_DESC) if desc else (f"min({low})", MISSING_LAST_ASC)
+        keys.append((f"coalesce((SELECT {agg} FROM {table} x WHERE x.type=r.type AND x.id=r.id "
+                     f"AND x.param='{_sql_literal(param)}'), {missing})", desc))
     if not keys or keys[-1][0] != "r.id":
         keys.append(("r.id", keys[-1][1] if keys else False))  # the id breaks ties: the order is total
     if after is not None:
@@ -136,9 +126,9 @@ def compile_page(query: Query, limit: int, after: list | None):
     ranged = not query.sort and any(getattr(c, "param", None) == "_lastUpdated" for c in query.clauses)
     order = ", ".join(f"{'+' if ranged and c == 'r.id' else ''}{c} {'DESC' if d else 'ASC'}" for c, d in keys)
     extra = "".join(f", {c}" for c, _ in keys)
-    sql = (f"SELECT r.id, r.version, r.last_updated, r.json{extra} FROM resource r {' '.join(joins)} "
+    sql = (f"SELECT r.id, r.version, r.last_updated, r.json{extra} FROM resource r "
            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
-    return sql, (*join_args, *args, limit), lambda row: [_to_cursor(v) for v in row[4:]]
+    return sql, (*args, limit), lambda row: [_to_cursor(v) for v in row[4:]]
 
 
 def _sql_literal(code: str) -> str:
