@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import copy
+import orjson
 
 from fhir_server.errors import invalid, multiple_matches, not_found
 from fhir_server.interactions.conditional import criteria, matches
@@ -15,34 +15,59 @@ from fhir_server.services import Services
 
 async def resolve_references(svc: Services, resource: dict, urls: dict[str, str], where: str,
                              cache: dict[str, str] | None = None) -> dict:
-    """A deep copy of ``resource`` with its references rewritten; ``cache`` is shared across calls."""
-    resource = copy.deepcopy(resource)
+    """``resource`` with its references rewritten: a copy when any changes, else ``resource``
+    itself (most resources: copying every one costs more than the rest of a bulk load).
+    ``cache`` is shared across calls."""
+    needed = {ref for ref in _references(resource) if _needs_rewrite(ref, urls)}
+    if not needed:
+        return resource
     cache = {} if cache is None else cache
-
-    async def target(ref: str) -> str:
+    targets = {}
+    for ref in needed:
         if ref in urls:
-            return urls[ref]
-        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            targets[ref] = urls[ref]
+        elif ref.startswith(("urn:uuid:", "urn:oid:")):
             raise invalid(f"Reference '{ref}' names no entry of this Bundle", where)
-        if "?" in ref and not ref.startswith(("http://", "https://")):
+        else:
             if ref not in cache:
                 cache[ref] = await _conditional_target(svc, ref, where)
-            return cache[ref]
-        return ref
+            targets[ref] = cache[ref]
+    copy = orjson.loads(orjson.dumps(resource))
+    _rewrite(copy, targets)
+    return copy
 
-    async def walk(node) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "reference" and isinstance(value, str):
-                    node[key] = await target(value)
-                elif isinstance(value, (dict, list)):
-                    await walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                await walk(item)
 
-    await walk(resource)
-    return resource
+def _needs_rewrite(ref: str, urls: dict[str, str]) -> bool:
+    return ref in urls or ref.startswith(("urn:uuid:", "urn:oid:")) or (
+        "?" in ref and not ref.startswith(("http://", "https://")))
+
+
+def _references(node):
+    """Every Reference.reference string in ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield value
+            elif isinstance(value, (dict, list)):
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)):
+                yield from _references(item)
+
+
+def _rewrite(node, targets: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                if value in targets:
+                    node[key] = targets[value]
+            elif isinstance(value, (dict, list)):
+                _rewrite(value, targets)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)):
+                _rewrite(item, targets)
 
 
 async def _conditional_target(svc: Services, ref: str, where: str) -> str:

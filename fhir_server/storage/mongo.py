@@ -10,8 +10,9 @@ Collections (database: the URI's default database, else ``telemed``):
   ``r`` is BSON binary holding the stored bytes, so reads return them untouched. ``lu`` is the
   FHIR instant string of ``values.py``'s fixed form (string order is time order, microseconds
   kept: a BSON datetime would round them to milliseconds). ``s`` holds the search index values
-  (``mongo_search``) and ``k`` the sort keys of ``_sort`` (lowest and highest value per
-  parameter); deleted versions have neither. Indexes, created the first time this process
+  (``mongo_search``) and ``k`` the sort keys of ``_sort`` for its date, string, number and
+  quantity parameters (lowest and highest value per parameter; tokens, references and uris are
+  sorted by keys computed from ``s``); deleted versions have neither. Indexes, created the first time this process
   writes the type: ``(lu, _id)`` partial on ``d: false`` (``_lastUpdated``, its sort,
   unfiltered searches) and, for the commonly searched parameters the type has (``INDEXED_PARAMS``),
   ``(s.<code>, _id)``, which also gives the default ``_id`` order for the keyset (dates:
@@ -49,7 +50,6 @@ from fhir_server.errors import invalid
 from fhir_server.search.params import params_for
 from fhir_server.search.plan import Query
 from fhir_server.storage import mongo_search
-from fhir_server.storage.mongo_search import and_
 from fhir_server.storage.cursor import decode_cursor, encode_cursor
 from fhir_server.storage.port import Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
 
@@ -114,11 +114,11 @@ class MongoStore:
                 models.append(IndexModel([(f"s.{code}", 1), ("_id", 1)], name=f"{code}_id"))
         for code in SORT_PARAMS:
             if code in params:
-                models += [IndexModel(mongo_search.sort_index(code, True), name=f"sort_-{code}"),
-                           IndexModel(mongo_search.sort_index(code, False), name=f"sort_{code}")]  # fmt: skip
+                models += [IndexModel(mongo_search.sort_index(type, code, True), name=f"sort_-{code}"),
+                           IndexModel(mongo_search.sort_index(type, code, False), name=f"sort_{code}")]  # fmt: skip
         for ref, code in REFERENCE_SORTS:
             if ref in params and code in params:
-                models.append(IndexModel([(f"s.{ref}", 1), *mongo_search.sort_index(code, True)],
+                models.append(IndexModel([(f"s.{ref}", 1), *mongo_search.sort_index(type, code, True)],
                                          name=f"{ref}_sort_-{code}"))  # fmt: skip
         await self._coll(type).create_indexes(models)
         self._ready.add(type)
@@ -175,29 +175,31 @@ class MongoStore:
         return HistoryPage([_history_entry(d) for d in page], next_cursor)
 
     async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
-        filt, sort, key = mongo_search.compile_page(query, decode_cursor(cursor) if cursor else None)
+        page = mongo_search.compile_page(query, decode_cursor(cursor) if cursor else None)
         coll = self._coll(query.type)
-        projection = {"v": 1, "lu": 1, "r": 1, **mongo_search.sort_projection(query)}
 
-        async def page() -> list[dict]:
+        async def docs() -> list[dict]:
             if count <= 0:
                 return []
-            return await coll.find(filt, projection).sort(sort).limit(count + 1).to_list()
+            if page.computed:  # sorted by a key computed from ``s``: an aggregation
+                return await (await coll.aggregate(page.pipeline(count + 1), allowDiskUse=True)).to_list()
+            return await coll.find(page.filter, page.projection).sort(page.sort).limit(count + 1).to_list()
 
         async def count_all() -> int | None:
-            return await coll.count_documents(mongo_search.compile_filter(query)) if total else None
+            return await coll.count_documents(page.match) if total else None
 
-        docs, n = await asyncio.gather(page(), count_all())
-        more = len(docs) > count
-        docs = docs[:count]
-        entries = [Stored(query.type, d["_id"], d["v"], d["lu"], False, d["r"]) for d in docs]
-        return SearchPage(entries, n, encode_cursor(key(docs[-1])) if more else None)
+        found, n = await asyncio.gather(docs(), count_all())
+        more = len(found) > count
+        found = found[:count]
+        entries = [Stored(query.type, d["_id"], d["v"], d["lu"], False, d["r"]) for d in found]
+        return SearchPage(entries, n, encode_cursor(page.key(found[-1])) if more else None)
 
     async def explain(self, query: Query, count: int = 50) -> dict:
         """The server's query plan for the first page of ``query`` (tests, diagnostics)."""
-        filt, sort, _ = mongo_search.compile_page(query, None)
-        projection = {"v": 1, "lu": 1, "r": 1, **mongo_search.sort_projection(query)}
-        cursor = self._coll(query.type).find(filt, projection).sort(sort).limit(count + 1)
+        page = mongo_search.compile_page(query, None)
+        if page.computed:
+            return await self.db.command("aggregate", query.type, pipeline=page.pipeline(count + 1), explain=True)
+        cursor = self._coll(query.type).find(page.filter, page.projection).sort(page.sort).limit(count + 1)
         return await cursor.explain()
 
     async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
@@ -213,9 +215,10 @@ class MongoStore:
         return [d["_id"] async for d in found]
 
     async def distinct_references(self, query: Query, param: str | None, limit: int) -> list[str]:
-        """One streamed query projecting only the reference values (``s.<param>``, or every
-        reference parameter of the type), read until ``limit`` distinct targets are found: no
-        server-side ``$group`` that would have to see every match first."""
+        """One streamed query projecting only the reference values (``s.<param>``, or those of
+        every reference parameter of the type: what ``refs.x`` holds for them), read until
+        ``limit`` distinct targets are found: no server-side ``$group``, which would have to see
+        every match first."""
         if limit <= 0:
             return []
         if param is not None:
@@ -224,10 +227,11 @@ class MongoStore:
             codes = [c for c, p in params_for(query.type).items() if p.type == "reference"]
         if not codes:
             return []
-        has = [{f"s.{c}": {"$exists": True}} for c in codes]
-        filt = and_([mongo_search.compile_filter(query), has[0] if len(has) == 1 else {"$or": has}])
+        # No "$exists" condition: it could tempt the planner into a whole-index scan, and a
+        # match without references costs only its _id here.
+        filt = mongo_search.compile_filter(query)
         found: dict[str, None] = {}
-        cursor = self._coll(query.type).find(filt, {f"s.{c}": 1 for c in codes}).batch_size(1000)
+        cursor = self._coll(query.type).find(filt, {"_id": 0, **{f"s.{c}": 1 for c in codes}}).batch_size(1000)
         async with cursor:
             async for doc in cursor:
                 for code in codes:
@@ -269,9 +273,9 @@ class MongoStore:
         for guard in guards:
             key = hashlib.sha256(str(guard.query).encode()).hexdigest()
             await self._locks.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
-            filt, sort, _ = mongo_search.compile_page(guard.query, None)
+            filt = mongo_search.compile_filter(guard.query)
             found = self._coll(guard.query.type).find(filt, {"_id": 1}, session=session)
-            ids = frozenset([d["_id"] async for d in found.sort(sort).limit(GUARD_LIMIT)])
+            ids = frozenset([d["_id"] async for d in found.sort("_id", 1).limit(GUARD_LIMIT)])
             if ids != guard.ids:
                 raise VersionConflict(f"matches of {guard.query} changed")
         if not writes:

@@ -30,13 +30,16 @@ can answer:
 Many alternatives of one reference clause (a resolved chain lists up to thousands of targets)
 are one ``$in``, never an ``$or``.
 
-Sorting (``_sort``) uses ``k`` (see ``sort_doc``): per parameter ``{e: 1, lo, hi}``, the
-lowest and highest value of ``values.sort_keys`` (scalars, not arrays, so one index can hold
-several ``k`` fields and serve a sort). Missing values sort last in both directions, as on
-SQLite: descending by ``k.<code>.hi`` does that by itself (MongoDB sorts a missing field as
-null, below every value), ascending sorts by the presence flag ``k.<code>.e`` descending first,
-then ``k.<code>.lo``. The id breaks ties in the direction of the last key; the keyset cursor is
-the list of sort key values, nulls included (``keyset_after`` knows where nulls sort).
+Sorting (``_sort``) by a date, string, number or quantity parameter uses ``k`` (see
+``sort_doc``), written with the document: per parameter ``{e: 1, lo, hi}``, the lowest and
+highest value of ``values.sort_keys`` (scalars, not arrays, so one index can hold several ``k``
+fields and serve a sort, e.g. ``_sort=-date``). Tokens, references and uris (many per resource,
+rarely sorted by) have the same ``{e, lo, hi}`` computed from ``s.<code>`` in an aggregation
+(``_k``), as SQLite looks them up in its index tables. Missing values sort last in both
+directions, as on SQLite: descending by ``hi`` does that by itself (MongoDB sorts a missing
+field as null, below every value), ascending sorts by the presence flag ``e`` descending first,
+then ``lo``. The id breaks ties in the direction of the last key; the keyset cursor is the list
+of sort key values, nulls included (``keyset_after`` knows where nulls sort).
 
 Deleted documents carry no ``s``: any positive ``s`` condition excludes them by itself, so
 ``d: false`` is added only to filters without one (``_id``, ``_lastUpdated``, ``:not``,
@@ -47,17 +50,22 @@ serves exactly those filters and holds no deleted documents.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Callable
 
 from bson.decimal128 import Decimal128, create_decimal128_context
 
 from fhir_server.errors import invalid
+from fhir_server.search import params as search_params
 from fhir_server.search import ucum
 from fhir_server.search.normalize import fold
 from fhir_server.search.plan import Clause, Query, Value
 from fhir_server.search.values import IndexValues, sort_keys
 
 SORT_FIELDS = {"_id": "_id", "_lastUpdated": "lu"}
+# Parameter types whose sort keys are stored in ``k`` at write time (the others are computed).
+SORT_KEY_KINDS = frozenset({"date", "string", "number", "quantity"})
 _D128 = create_decimal128_context()
 
 
@@ -100,7 +108,7 @@ def index_doc(ix: IndexValues) -> dict[str, list]:
 
 def sort_doc(ix: IndexValues) -> dict[str, dict]:
     """The ``k`` sub-document: per parameter the presence flag and the (lowest, highest) sort key."""
-    return {p: {"e": 1, "lo": lo, "hi": hi} for p, (lo, hi) in sort_keys(ix).items()}
+    return {p: {"e": 1, "lo": lo, "hi": hi} for p, (lo, hi) in sort_keys(ix, SORT_KEY_KINDS).items()}
 
 
 def reference_targets(ix: IndexValues | None) -> list[str]:
@@ -152,42 +160,93 @@ def compile_filter(query: Query) -> dict:
     return and_(parts)
 
 
+def _sort_kind(type: str, param: str) -> str:
+    p = search_params.param(type, param)
+    return p.type if p is not None else "string"
+
+
 def sort_fields(query: Query) -> list[tuple[str, bool]]:
-    """The (field, descending) keys of ``query``'s order, ending with the id (a total order)."""
+    """The (field, descending) keys of ``query``'s order, ending with the id (a total order):
+    ``k.<code>`` for kinds stored at write time, ``_k.<code>`` for those computed while sorting."""
     keys: list[tuple[str, bool]] = []
     for param, desc in query.sort:
         if param in SORT_FIELDS:
             keys.append((SORT_FIELDS[param], desc))
-        elif desc:
-            keys.append((f"k.{param}.hi", True))  # missing: null, sorts last descending
+            continue
+        base = "k" if _sort_kind(query.type, param) in SORT_KEY_KINDS else "_k"
+        if desc:
+            keys.append((f"{base}.{param}.hi", True))  # missing: null, sorts last descending
         else:
-            keys += [(f"k.{param}.e", True), (f"k.{param}.lo", False)]  # present ones first
+            keys += [(f"{base}.{param}.e", True), (f"{base}.{param}.lo", False)]  # present ones first
     if not keys or keys[-1][0] != "_id":
         keys.append(("_id", keys[-1][1] if keys else False))  # the id breaks ties: the order is total
     seen: set[str] = set()
     return [(f, d) for f, d in keys if not (f in seen or seen.add(f))]
 
 
-def sort_index(param: str, desc: bool) -> list[tuple[str, int]]:
+def sort_index(type: str, param: str, desc: bool) -> list[tuple[str, int]]:
     """The index keys that serve ``_sort=param`` (``desc``: ``-param``) with no SORT stage."""
-    return [(f, -1 if d else 1) for f, d in sort_fields(Query("", sort=((param, desc),)))]
+    return [(f, -1 if d else 1) for f, d in sort_fields(Query(type, sort=((param, desc),)))]
 
 
-def sort_projection(query: Query) -> dict:
-    """Projection of the ``k`` values a page needs for its cursor."""
-    return {f"k.{p}": 1 for p, _ in query.sort if p not in SORT_FIELDS}
+# A token's code keys in ``s`` are those without an unescaped "|" (see ``_token_keys``).
+_CODE_KEY = r"^(?:[^|\\]|\\.)*$"
 
 
-def compile_page(query: Query, after: list | None):
-    """(filter, sort, key): ``key(doc)`` is the keyset cursor of a result document."""
-    filt = compile_filter(query)
+def _unescape(expr) -> dict:
+    """Undo ``_esc`` in an aggregation expression (``\\`` first, through a placeholder)."""
+    for find, repl in (("\\\\", "\uffff"), ("\\|", "|"), ("\uffff", "\\")):
+        expr = {"$replaceAll": {"input": expr, "find": find, "replacement": repl}}
+    return expr
+
+
+def _computed_key(type: str, param: str) -> dict:
+    """``{e, lo, hi}`` of a token, reference or uri parameter, computed from ``s.<code>`` as
+    ``values.sort_keys`` would give them: lowest and highest code / target / uri."""
+    values = f"$s.{param}"
+    if _sort_kind(type, param) == "token":
+        codes = {"$filter": {"input": values, "cond": {"$regexMatch": {"input": "$$this", "regex": _CODE_KEY}}}}
+        values = {"$map": {"input": codes, "in": _unescape("$$this")}}
+    lo = {"$min": values}
+    return {"e": {"$cond": [{"$eq": [{"$ifNull": [lo, None]}, None]}, None, 1]}, "lo": lo, "hi": {"$max": values}}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a search: a ``find`` (``filter``, ``sort``, ``projection``), or, when a sort
+    key is computed (``computed``), an aggregation (``pipeline``). ``key(doc)`` is the keyset
+    cursor of a result document."""
+
+    match: dict  # the query's filter
+    after: dict | None  # the keyset condition (on computed keys: applied once they are computed)
+    sort: list[tuple[str, int]]
+    projection: dict
+    computed: dict
+    key: Callable[[dict], list]
+
+    @property
+    def filter(self) -> dict:
+        return self.match if self.after is None else and_([self.match, self.after])
+
+    def pipeline(self, limit: int) -> list[dict]:
+        return [{"$match": self.match}, {"$addFields": {"_k": self.computed}},
+                *([{"$match": self.after}] if self.after is not None else []),
+                {"$sort": dict(self.sort)}, {"$limit": limit}, {"$project": self.projection}]  # fmt: skip
+
+
+def compile_page(query: Query, after: list | None) -> Page:
     keys = sort_fields(query)
+    cond = None
     if after is not None:
         if len(after) != len(keys):
             raise invalid("The paging cursor does not fit this search; start the search again", "_cursor")
-        filt = and_([filt, keyset_after(keys, after)])
+        cond = keyset_after(keys, after)
+    params = dict.fromkeys(p for p, _ in query.sort if p not in SORT_FIELDS)
+    stored = [p for p in params if _sort_kind(query.type, p) in SORT_KEY_KINDS]
+    computed = {p: _computed_key(query.type, p) for p in params if p not in stored}
+    projection = {"v": 1, "lu": 1, "r": 1, **{f"k.{p}": 1 for p in stored}, **({"_k": 1} if computed else {})}
     sort = [(f, -1 if desc else 1) for f, desc in keys]
-    return filt, sort, lambda doc: [_get(doc, f) for f, _ in keys]
+    return Page(compile_filter(query), cond, sort, projection, computed, lambda doc: [_get(doc, f) for f, _ in keys])
 
 
 def _get(doc: dict, path: str):

@@ -201,7 +201,7 @@ def _clause(type: str, c: Clause) -> tuple[str, list]:
         return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=?)", [type, param]
     op = "NOT IN" if c.modifier == "not" else "IN"
     table = "idx_token" if c.modifier == "identifier" else table
-    if len(c.values) > 1 and c.type == "reference" and c.modifier is None:
+    if len(c.values) > 1 and c.type == "reference" and c.modifier != "identifier":
         # many targets (a resolved chain, an include): one IN list, not thousands of ORs
         targets = [_ref_target(c, v) for v in c.values]
         cond = f"target IN ({','.join('?' * len(targets))})"

@@ -387,6 +387,28 @@ async def test_search_date_conditions_hold_within_one_range(store):
     assert await ids(store, "Encounter", ("location-period", "ne2020-01")) == {"e"}
 
 
+async def test_search_date_ge_and_le_follow_r4_range_semantics(store):
+    """ge: the range above the value overlaps the target, or the value contains it (le: below)."""
+    w = Writer(store)
+
+    def period(id, start, end):
+        return observation(id, effectivePeriod={"start": start, "end": end})
+
+    await w.put(
+        period("before_into", "2024-01-04", "2024-01-05T12:00:00Z"),
+        observation("within", effectiveDateTime="2024-01-05T10:00:00Z"),
+        period("into_after", "2024-01-05T12:00:00Z", "2024-01-06"),
+        period("spanning", "2024-01-04", "2024-01-06"),
+        observation("before", effectiveDateTime="2024-01-03"),
+        observation("after", effectiveDateTime="2024-01-07"),
+    )
+    assert await ids(store, "Observation", ("date", "ge2024-01-05")) == {"within", "into_after", "spanning", "after"}
+    assert await ids(store, "Observation", ("date", "le2024-01-05")) == {"before_into", "within", "spanning",
+                                                                         "before"}  # fmt: skip
+    assert await ids(store, "Observation", ("date", "ge2024-01-05"), ("date", "le2024-01-05")) == {"within",
+                                                                                                   "spanning"}
+
+
 async def test_search_reference_forms(store):
     w = Writer(store)
     await w.put(
@@ -652,3 +674,245 @@ async def test_referrers_are_current_resources_that_reference_a_target(store):
     await w.put(observation("o1", subject={"reference": "Patient/q"}))  # no longer refers to p
     assert set(await store.referrers(["Patient/p"], 50)) == {"Observation/o2", "Encounter/e"}
     assert set(await store.referrers(["Observation/o1", "Patient/p"], 50)) == {"Observation/o2", "Encounter/e"}
+
+
+# --- search engine: :of-type, :not, chains, _has, includes, sorting ------------------------------
+
+V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+async def test_search_identifier_of_type(store):
+    w = Writer(store)
+    mr = {"coding": [{"system": V2, "code": "MR"}], "text": "Medical record"}
+    await w.put(
+        patient("mr1", identifier=[{"type": mr, "system": "urn:mrn", "value": "123"}]),
+        patient("mr2", identifier=[{"type": mr, "system": "urn:other", "value": "456"}]),
+        patient("dl", identifier=[{"type": {"coding": [{"system": V2, "code": "DL"}]}, "value": "123"}]),
+        patient("pipes", identifier=[{"type": {"coding": [{"system": "urn:a|b", "code": "c|d"}]}, "value": "x|y"}]),
+        patient("untyped", identifier=[{"system": "urn:mrn", "value": "123"}]),
+    )
+    assert await ids(store, "Patient", ("identifier:of-type", f"{V2}|MR|123")) == {"mr1"}
+    assert await ids(store, "Patient", ("identifier:of-type", f"{V2}|MR|456")) == {"mr2"}
+    assert await ids(store, "Patient", ("identifier:of-type", f"{V2}|DL|123")) == {"dl"}
+    assert await ids(store, "Patient", ("identifier:of-type", f"{V2}|MR|123,{V2}|DL|123")) == {"mr1", "dl"}
+    assert await ids(store, "Patient", ("identifier:of-type", f"{V2}|DL|456")) == set()
+    assert await ids(store, "Patient", ("identifier:of-type", "urn:other|MR|123")) == set()
+    # "|" inside the type system, type code or value: escaped in the query, matched exactly
+    assert await ids(store, "Patient", ("identifier:of-type", r"urn:a\|b|c\|d|x\|y")) == {"pipes"}
+    assert await ids(store, "Patient", ("identifier:of-type", r"urn:a\|b|c\|d|x")) == set()
+    assert await ids(store, "Patient", ("identifier:of-type", r"urn:a\|b|c|d\|x\|y")) == set()
+    # the plain identifier search is unchanged by the type
+    assert await ids(store, "Patient", ("identifier", "urn:mrn|123")) == {"mr1", "untyped"}
+    assert await ids(store, "Patient", ("identifier", "123")) == {"mr1", "dl", "untyped"}
+
+
+async def test_search_reference_not(store):
+    w = Writer(store)
+    await w.put(
+        observation("o1", subject={"reference": "Patient/p1"}),
+        observation("o2", subject={"reference": "Patient/p2"}),
+        observation("o3", subject={"reference": "Group/g"}),
+        observation("both", subject={"reference": "Patient/p1"}, performer=[{"reference": "Patient/p2"}]),
+        observation("none"),
+    )
+    assert await ids(store, "Observation", ("subject:not", "Patient/p1")) == {"o2", "o3", "none"}
+    assert await ids(store, "Observation", ("subject:not", "Patient/p1,Patient/p2")) == {"o3", "none"}
+    assert await ids(store, "Observation", ("subject:not", "Patient/p1"), ("subject:missing", "false")) == {
+        "o2", "o3"}
+    assert await ids(store, "Observation", ("performer:not", "Patient/p2")) == {"o1", "o2", "o3", "none"}
+
+
+@pytest.mark.parametrize("modifier", [None, "not", "Patient"])
+async def test_search_reference_with_thousands_of_values(store, modifier):
+    w = Writer(store)
+    await w.put(
+        observation("o1", subject={"reference": "Patient/p1"}),
+        observation("o2", subject={"reference": "Patient/p2"}),
+        observation("o3", subject={"reference": "Group/g"}),
+        observation("none"),
+    )
+    # (the plan has made bare ids Type/id, also for :Patient)
+    many = tuple(Value(text=f"Patient/x{i}") for i in range(3000)) + (Value(text="Patient/p1"),)
+    query = Query("Observation", (Clause("subject", "reference", modifier, many),))
+    expected = ["none", "o2", "o3"] if modifier == "not" else ["o1"]
+    assert await all_pages(store, query, 2) == expected
+
+
+async def test_search_reference_clause_with_many_targets_compiles_to_one_list(store):
+    w = Writer(store)
+    await w.put(*(observation(f"o{i}", subject={"reference": f"Patient/p{i}"}) for i in range(30)))
+    targets = tuple(Value(text=f"Patient/p{i}") for i in range(0, 10_000, 3))
+    query = Query("Observation", (Clause("subject", "reference", None, targets),))
+    page = await store.search(query, count=100, cursor=None, total=True)
+    assert sorted(e.id for e in page.entries) == sorted(f"o{i}" for i in range(0, 30, 3))
+    assert page.total == 10
+
+
+async def _clinic(store) -> None:
+    w = Writer(store)
+    await w.put(
+        patient("p1", identifier=[{"system": "urn:mrn", "value": "1"}], generalPractitioner=[
+            {"reference": "Practitioner/dr"}]),
+        patient("p2", identifier=[{"system": "urn:mrn", "value": "2"}]),
+        patient("p3", identifier=[{"system": "urn:mrn", "value": "1"}]),  # same MRN as p1
+        {"resourceType": "Practitioner", "id": "dr"},
+        observation("hr1", subject={"reference": "Patient/p1"}, performer=[{"reference": "Practitioner/dr"}],
+                    code={"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}),
+        observation("hr2", subject={"reference": "Patient/p2"},
+                    code={"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}),
+        observation("bp3", subject={"reference": "Patient/p3"},
+                    code={"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}),
+        observation("gone", subject={"reference": "Patient/p2"},
+                    code={"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}),
+        observation("group", subject={"reference": "Group/g"},
+                    code={"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}),
+    )
+    await w.delete("Observation", "gone")
+
+
+async def run(store, type: str, *items: tuple[str, str], count: int = 100, bound: int = 100) -> list[str]:
+    from fhir_server.search import execute
+
+    out, cursor = [], None
+    while True:
+        page = await execute.search(store, q(type, *items), count=count, cursor=cursor, total=False, bound=bound)
+        out += [e.id for e in page.entries]
+        cursor = page.next_cursor
+        if cursor is None:
+            return out
+
+
+async def test_chain_resolved_through_the_executor(store):
+    await _clinic(store)
+    assert await run(store, "Observation", ("patient.identifier", "urn:mrn|1")) == ["bp3", "hr1"]
+    assert await run(store, "Observation", ("patient.identifier", "urn:mrn|2")) == ["hr2"]
+    assert await run(store, "Observation", ("patient.identifier", "urn:mrn|9")) == []
+    assert await run(store, "Observation", ("subject:Patient.identifier", "urn:mrn|1"), ("code", "8867-4")) == ["hr1"]
+    assert await run(store, "Observation", ("patient.identifier", "urn:mrn|1"), count=1) == ["bp3", "hr1"]
+    assert await run(store, "Observation", ("patient.general-practitioner._id", "dr")) == ["hr1"]
+
+
+async def test_chain_past_its_bound_is_refused(store):
+    from fhir_server.errors import OperationOutcomeError
+
+    await _clinic(store)
+    with pytest.raises(OperationOutcomeError):
+        await run(store, "Observation", ("patient.identifier", "urn:mrn|"), bound=2)
+    assert await run(store, "Observation", ("patient.identifier", "urn:mrn|"), bound=3) == ["bp3", "hr1", "hr2"]
+
+
+async def test_has_resolved_through_the_executor(store):
+    await _clinic(store)
+    assert await run(store, "Patient", ("_has:Observation:patient:code", "8867-4")) == ["p1", "p2"]
+    assert await run(store, "Patient", ("_has:Observation:patient:code", "85354-9")) == ["p3"]  # not gone's p2
+    assert await run(store, "Patient", ("_has:Observation:subject:code", "85354-9")) == ["p3"]  # not Group/g
+    assert await run(store, "Patient", ("_has:Observation:patient:code", "1-1")) == []
+    assert await run(store, "Patient", ("_has:Observation:patient:code", "8867-4"), ("_id", "p2,p3")) == ["p2"]
+    assert await run(store, "Practitioner", ("_has:Observation:performer:code", "8867-4")) == ["dr"]
+    chained = await run(store, "Patient", ("_has:Observation:patient:patient.identifier", "urn:mrn|1"))
+    assert chained == ["p1", "p3"]
+
+
+async def _included(store, type: str, *items: tuple[str, str], limit: int = 100):
+    from fhir_server.search import execute
+
+    query = q(type, *items)
+    page = await execute.search(store, query, count=100, cursor=None, total=False, bound=100)
+    inc = await execute.include(store, query, page.entries, limit)
+    return sorted(e.id for e in page.entries), sorted(f"{s.type}/{s.id}" for s in inc.resources), inc.left_out
+
+
+async def test_include_and_revinclude(store):
+    await _clinic(store)
+    matches, included, left_out = await _included(store, "Observation", ("code", "8867-4"),
+                                                  ("_include", "Observation:patient"))
+    assert (matches, included, left_out) == (["hr1", "hr2"], ["Patient/p1", "Patient/p2"], [])
+    _, included, _ = await _included(store, "Observation", ("_id", "hr1"), ("_include", "Observation:*"))
+    assert included == ["Patient/p1", "Practitioner/dr"]
+    _, included, _ = await _included(store, "Observation", ("_id", "hr1,group"), ("_include", "Observation:subject"))
+    assert included == ["Patient/p1"]  # Group/g does not exist
+    _, included, _ = await _included(store, "Observation", ("_id", "hr1"),
+                                     ("_include", "Observation:performer:Patient"))
+    assert included == []
+    matches, included, left_out = await _included(store, "Patient", ("_id", "p1,p2"),
+                                                  ("_revinclude", "Observation:patient"))
+    assert (matches, included, left_out) == (["p1", "p2"], ["Observation/hr1", "Observation/hr2"], [])
+    _, included, _ = await _included(store, "Patient", ("_id", "p3"), ("_revinclude", "Observation:patient"))
+    assert included == ["Observation/bp3"]
+    _, included, left_out = await _included(store, "Patient", ("_id", "p1,p2,p3"),
+                                             ("_revinclude", "Observation:patient"), limit=2)
+    assert len(included) == 2 and len(left_out) == 1
+    _, included, _ = await _included(store, "Patient", ("_id", "p1"), ("_include", "Patient:general-practitioner"),
+                                     ("_revinclude:iterate", "Observation:performer"))
+    assert included == ["Observation/hr1", "Practitioner/dr"]
+
+
+async def test_sort_by_token_number_and_reference_with_paging(store):
+    w = Writer(store)
+
+    def risk(id, p=None, subject=None):
+        res = {"resourceType": "RiskAssessment", "id": id, "status": "final",
+               "method": {"coding": [{"code": "final" if id != "e" else "amended"}]}}
+        if p is not None:
+            res["prediction"] = [{"probabilityDecimal": x} for x in p]
+        if subject:
+            res["subject"] = {"reference": subject}
+        return res
+
+    await w.put(risk("a", [0.5], "Patient/z"), risk("b", [0.1, 0.9], "Patient/m"), risk("c"),
+                risk("d", [0.3], "Patient/m"), risk("e", [0.7]))  # fmt: skip
+    async def order(sort: str, count: int) -> list[str]:
+        return await all_pages(store, q("RiskAssessment", ("_sort", sort)), count)
+
+    for count in (1, 2, 10):
+        assert await order("probability", count) == ["b", "d", "a", "e", "c"]
+        assert await order("-probability", count) == ["b", "e", "a", "d", "c"]
+        assert await order("subject", count) == ["b", "d", "a", "c", "e"]
+        assert await order("-subject", count) == ["a", "d", "b", "e", "c"]
+        assert await order("method,-probability", count) == ["e", "b", "a", "d", "c"]
+        assert await order("-method,probability", count) == ["b", "d", "a", "c", "e"]
+        assert await order("subject,probability", count) == ["b", "d", "a", "e", "c"]
+        assert await order("subject,-_id", count) == ["d", "b", "a", "e", "c"]
+
+
+@pytest.mark.parametrize("sort", ["birthdate", "-birthdate", "family,-birthdate"])
+async def test_keyset_paging_by_a_search_parameter_is_stable_while_resources_are_inserted(store, sort):
+    w = Writer(store)
+    for i in range(0, 20, 2):
+        await w.put(patient(f"p{i:02d}", gender="male", **({"birthDate": f"19{50 + i}"} if i % 3 else {})))
+    query = q("Patient", ("gender", "male"), ("_sort", sort))
+    seen, cursor = [], None
+    for round in range(30):
+        page = await store.search(query, count=3, cursor=cursor, total=False)
+        seen += [e.id for e in page.entries]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        await w.put(patient(f"p{2 * round + 1:02d}", gender="male", birthDate=f"19{51 + 2 * round}"))
+        await w.put(patient(f"n{round:02d}", gender="male"))  # missing birthdate: sorts last
+    assert len(seen) == len(set(seen))
+    assert {f"p{i:02d}" for i in range(0, 20, 2)} <= set(seen)
+
+
+async def test_sort_by_token_codes_as_given_and_by_uri(store):
+    w = Writer(store)
+
+    def coded(id, *codes, text=None):
+        return observation(id, code={"coding": [{"system": "urn:s|t", "code": c} for c in codes],
+                                     **({"text": text} if text else {})})
+
+    await w.put(coded("pipe", "b|x"), coded("under", "b_y"), coded("backslash", "a\\b"), coded("multi", "z", "a"),
+                coded("textonly", text="no code"))  # fmt: skip
+    for count in (1, 3, 10):
+        # "b_y" < "b|x" as given ("_" < "|"), though escaped "b\|x" would sort first
+        assert await all_pages(store, q("Observation", ("_sort", "code")), count) == [
+            "multi", "backslash", "under", "pipe", "textonly"]
+        assert await all_pages(store, q("Observation", ("_sort", "-code")), count) == [
+            "multi", "pipe", "under", "backslash", "textonly"]
+    await w.put(
+        {"resourceType": "ValueSet", "id": "b", "status": "active", "url": "http://example.org/b"},
+        {"resourceType": "ValueSet", "id": "a", "status": "active", "url": "http://example.org/c"},
+        {"resourceType": "ValueSet", "id": "none", "status": "active"},
+    )
+    assert await all_pages(store, q("ValueSet", ("_sort", "url")), 1) == ["b", "a", "none"]
+    assert await all_pages(store, q("ValueSet", ("_sort", "-url,status")), 1) == ["a", "b", "none"]

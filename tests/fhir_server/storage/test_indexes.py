@@ -11,7 +11,7 @@ from fhir_server.search.plan import parse_query
 from fhir_server.storage import mongo_search, sqlite_search
 from fhir_server.storage.cursor import decode_cursor
 from fhir_server.storage.port import Write
-from tests.fhir_server.storage.conftest import mongodb_only
+from tests.fhir_server.storage.conftest import REAL_MONGODB, mongodb_only
 
 COMMON = [
     # (query items, MongoDB index, SQLite index)
@@ -72,18 +72,38 @@ async def sqlite(sqlite_store):
     return sqlite_store
 
 
+# Filters that are an $or of indexed conditions (date ge/le under R4 range semantics: "hi > v.hi
+# or lo >= v.lo"): a MongoDB planner answers each branch from its index, SecantusDB scans.
+OR_OF_INDEXES = {"date.hi"}
+
+
 @pytest.mark.parametrize(("items", "index"), [(items, index) for items, index, _ in COMMON])
-async def test_mongodb_answers_common_searches_from_an_index(mongo, items, index):
+async def test_mongodb_answers_common_searches_from_an_index(mongo, request, items, index):
+    if index in OR_OF_INDEXES and not REAL_MONGODB:
+        request.applymarker(pytest.mark.mongodb_only)
+        pytest.skip("needs a real MongoDB (MONGODB_URI): SecantusDB plans any filter holding $or as a collection "
+                    "scan (test_mongodb_date_ge_and_le_branches_use_indexes checks each branch)")
     plan = index_names(await mongo.explain(parse_query("Observation", items)))
     assert f"IXSCAN:{index}" in plan, plan
     assert "COLLSCAN" not in plan
 
 
+@pytest.mark.parametrize("value", ["ge2024-01-05", "le2024-01-05"])
+async def test_mongodb_date_ge_and_le_branches_use_indexes(mongo, value):
+    """Date ``ge``/``le`` compile to an ``$or`` of one-end conditions, each answered from an index."""
+    filt = mongo_search.compile_filter(parse_query("Observation", [("date", value)]))
+    assert list(filt) == ["$or"], filt
+    for branch in filt["$or"]:
+        assert len(branch) == 1 and next(iter(branch)) in ("s.date.lo", "s.date.hi"), branch
+        plan = index_names(await mongo.db["Observation"].find(branch).explain())
+        assert f"IXSCAN:{next(iter(branch))[2:]}" in plan and "COLLSCAN" not in plan, plan
+
+
 async def test_mongodb_next_page_of_a_reference_search_uses_the_index(mongo):
     query = parse_query("Observation", [("subject", "Patient/p1")])
     first = await mongo.search(query, count=2, cursor=None, total=False)
-    filt, sort, _ = mongo_search.compile_page(query, decode_cursor(first.next_cursor))
-    explain = await mongo.db["Observation"].find(filt).sort(sort).limit(3).explain()
+    page = mongo_search.compile_page(query, decode_cursor(first.next_cursor))
+    explain = await mongo.db["Observation"].find(page.filter).sort(page.sort).limit(3).explain()
     assert "IXSCAN:subject_id" in index_names(explain)
 
 
@@ -134,3 +154,49 @@ async def test_sqlite_last_updated_range_uses_its_index_without_sort(sqlite):
                                               51, None)  # fmt: skip
     plan = [row[3] for row in sqlite._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
     assert any("INDEX resource_type_updated " in step for step in plan), plan
+
+
+
+SORTS = [
+    # (query items, MongoDB index that gives the order: its equality fields, then the sort)
+    ([("_sort", "-date")], "sort_-date"),
+    ([("_sort", "date")], "sort_date"),
+    ([("patient", "Patient/p1"), ("_sort", "-date")], "patient_sort_-date"),
+    ([("subject", "Patient/p1"), ("_sort", "-date")], "subject_sort_-date"),
+]
+
+
+@pytest.mark.parametrize(("items", "index"), SORTS)
+async def test_mongodb_sort_indexes_hold_the_sort_order(mongo, items, index):
+    """Each sort index is (equality fields, then exactly the sort ``compile_page`` asks for), so a
+    MongoDB planner can walk it in order instead of sorting."""
+    query = parse_query("Observation", items)
+    page = mongo_search.compile_page(query, None)
+    assert not page.computed
+    equality = [(f"s.{c.param}", 1) for c in query.clauses]
+    indexes = {ix["name"]: list(ix["key"].items()) async for ix in await mongo.db["Observation"].list_indexes()}
+    assert indexes[index] == equality + page.sort
+
+
+@mongodb_only("SecantusDB sorts in memory after any index scan")
+@pytest.mark.parametrize(("items", "index"), SORTS)
+async def test_mongodb_sort_by_date_is_read_in_index_order(mongo, items, index):
+    plan = index_names(await mongo.explain(parse_query("Observation", items)))
+    assert f"IXSCAN:{index}" in plan, plan
+    assert "SORT" not in plan and "COLLSCAN" not in plan, plan
+
+
+async def test_mongodb_many_valued_reference_clause_is_one_indexed_in(mongo):
+    """A resolved chain hands over up to 10,000 targets: one ``$in`` on the reference index."""
+    from fhir_server.search.plan import Clause, Query, Value
+
+    targets = tuple(Value(text=f"Patient/p{i}") for i in range(10_000))
+    query = Query("Observation", (Clause("subject", "reference", None, targets),))
+    assert mongo_search.compile_filter(query) == {"s.subject": {"$in": [v.text for v in targets]}}
+    plan = index_names(await mongo.explain(query))
+    assert "IXSCAN:subject_id" in plan and "COLLSCAN" not in plan, plan
+    page = await mongo.search(query, count=100, cursor=None, total=True)
+    assert page.total == 40
+    negated = Query("Observation", (Clause("subject", "reference", "not", targets),))
+    listed = {"s.subject": {"$in": [v.text for v in targets]}}
+    assert mongo_search.compile_filter(negated) == {"d": False, "$nor": [listed]}
