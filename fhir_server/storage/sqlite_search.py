@@ -19,28 +19,28 @@ from fhir_server.search.values import IndexValues
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS idx_token (type TEXT, param TEXT, system TEXT, code TEXT, text TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (type, param, code, system);
-CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (type, id);
+CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (type, id, param);
 CREATE TABLE IF NOT EXISTS idx_string (type TEXT, param TEXT, value TEXT, exact TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, value);
-CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (type, id);
+CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (type, id, param);
 CREATE TABLE IF NOT EXISTS idx_date (type TEXT, param TEXT, lo TEXT, hi TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (type, param, lo);
 CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (type, param, hi);
-CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (type, id);
+CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (type, id, param);
 CREATE TABLE IF NOT EXISTS idx_reference (type TEXT, param TEXT, target TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (type, param, target);
 CREATE INDEX IF NOT EXISTS idx_reference_any ON idx_reference (target);
-CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (type, id);
+CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (type, id, param);
 CREATE TABLE IF NOT EXISTS idx_number (type TEXT, param TEXT, value REAL, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (type, param, value);
-CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (type, id);
+CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (type, id, param);
 CREATE TABLE IF NOT EXISTS idx_quantity (type TEXT, param TEXT, value REAL, system TEXT, code TEXT,
   cvalue REAL, ccode TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (type, param, ccode, cvalue);
-CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id);
+CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id, param);
 CREATE TABLE IF NOT EXISTS idx_uri (type TEXT, param TEXT, value TEXT, id TEXT);
 CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value);
-CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id);
+CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id, param);
 """
 
 UCUM = "http://unitsofmeasure.org"
@@ -89,10 +89,26 @@ def delete_index(conn: sqlite3.Connection, type: str, id: str) -> None:
 SORT_COLUMNS = {"_id": "r.id", "_lastUpdated": "r.last_updated"}
 
 
+# How likely a clause is to select few resources, lowest first: the clause that leads the plan
+# (``r.id IN (subquery)``, driving primary-key lookups) is the most selective; every other
+# index-table clause is a per-row probe (``EXISTS`` on the table's (type, id, param) index), so
+# a common value (code=heart-rate) is never materialised as a whole.
+LEAD_RANK = {"_id": 0, "reference": 1, "token": 2, "string": 3, "uri": 3, "date": 4, "number": 4, "quantity": 4}
+
+
+def _lead(query: Query) -> Clause | None:
+    candidates = [c for c in query.clauses if c.param != "_lastUpdated" and c.modifier not in ("not", "missing")]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (LEAD_RANK["_id"] if c.param == "_id" else LEAD_RANK.get(c.type, 5),
+                                           c.modifier is not None, len(c.values)))
+
+
 def _where(query: Query) -> tuple[list[str], list]:
     where, args = ["r.type=?", "r.deleted=0"], [query.type]
+    lead = _lead(query)
     for clause in query.clauses:
-        sql, cargs = _clause(query.type, clause)
+        sql, cargs = _clause(query.type, clause, probe=clause is not lead)
         where.append(sql)
         args += cargs
     return where, args
@@ -114,7 +130,7 @@ def compile_page(query: Query, limit: int, after: list | None):
             continue
         table, low, high = SORT_LOOKUP[search_params.param(query.type, param).type]
         agg, missing = (f"max({high})", MISSING_LAST_DESC) if desc else (f"min({low})", MISSING_LAST_ASC)
-        keys.append((f"coalesce((SELECT {agg} FROM {table} x WHERE x.type=r.type AND x.id=r.id "
+        keys.append((f"coalesce((SELECT {agg} FROM {table} x INDEXED BY {table}_res WHERE x.type=r.type AND x.id=r.id "
                      f"AND x.param='{_sql_literal(param)}'), {missing})", desc))
     if not keys or keys[-1][0] != "r.id":
         keys.append(("r.id", keys[-1][1] if keys else False))  # the id breaks ties: the order is total
@@ -181,7 +197,7 @@ def _after_args(keys, after: list) -> list:
     return args
 
 
-def _clause(type: str, c: Clause) -> tuple[str, list]:
+def _clause(type: str, c: Clause, probe: bool) -> tuple[str, list]:
     if c.param == "_id":
         marks = ",".join("?" * len(c.values))
         op = "NOT IN" if c.modifier == "not" else "IN"
@@ -193,25 +209,35 @@ def _clause(type: str, c: Clause) -> tuple[str, list]:
             ors.append(sql)
             args += a
         return "(" + " OR ".join(ors) + ")", args
-    table = TABLE_BY_TYPE[c.type]
+    table = "idx_token" if c.modifier == "identifier" else TABLE_BY_TYPE[c.type]
     param = f"{c.param}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.param
-    if c.modifier == "missing":
-        missing = c.values[0].text.lower() == "true"
-        op = "NOT IN" if missing else "IN"
-        return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=?)", [type, param]
-    op = "NOT IN" if c.modifier == "not" else "IN"
-    table = "idx_token" if c.modifier == "identifier" else table
+    if c.modifier == "missing":  # :missing=true: no row for the parameter; false: some row
+        return _subquery(type, table, param, None, [], c.values[0].text.lower() == "true", True)
+    negated = c.modifier == "not"
     if len(c.values) > 1 and c.type == "reference" and c.modifier != "identifier":
         # many targets (a resolved chain, an include): one IN list, not thousands of ORs
         targets = [_ref_target(c, v) for v in c.values]
-        cond = f"target IN ({','.join('?' * len(targets))})"
-        return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=? AND {cond})", [type, param, *targets]
+        return _subquery(type, table, param, f"target IN ({','.join('?' * len(targets))})", targets, negated, probe)
     ors, args = [], []
     for v in c.values:
         sql, a = _value_cond(c, v)
         ors.append(sql)
         args += a
-    return f"r.id {op} (SELECT id FROM {table} WHERE type=? AND param=? AND ({' OR '.join(ors)}))", [type, param, *args]
+    return _subquery(type, table, param, " OR ".join(ors), args, negated, probe)
+
+
+def _subquery(type: str, table: str, param: str, cond: str | None, args: list, negated: bool,
+              probe: bool) -> tuple[str, list]:
+    """Resources with a row of ``table`` for ``param`` meeting ``cond`` (any row when None).
+
+    A probe looks the row up per resource on the (type, id, param) index; otherwise the
+    subquery lists the matching ids, which then drive primary-key lookups.
+    """
+    where = f" AND ({cond})" if cond else ""
+    if probe or negated:
+        return (f"{'NOT ' if negated else ''}EXISTS (SELECT 1 FROM {table} x INDEXED BY {table}_res "
+                f"WHERE x.type=r.type AND x.id=r.id AND x.param=?{where})", [param, *args])
+    return f"r.id IN (SELECT x.id FROM {table} x WHERE x.type=? AND x.param=?{where})", [type, param, *args]
 
 
 def _value_cond(c: Clause, v: Value) -> tuple[str, list]:
