@@ -105,12 +105,26 @@ def _lead(query: Query) -> Clause | None:
 
 
 def _where(query: Query) -> tuple[list[str], list]:
+    """The WHERE conditions on ``resource r``. The probes of index-table clauses run inside the
+    leading clause's subquery, on its ids, so only matching resources are looked up."""
     where, args = ["r.type=?", "r.deleted=0"], [query.type]
     lead = _lead(query)
+    nested = lead is not None and lead.param != "_id"  # an _id list leads without a subquery
+    probes, probe_args = [], []
     for clause in query.clauses:
-        sql, cargs = _clause(query.type, clause, probe=clause is not lead)
+        if clause is lead:
+            continue
+        sql, cargs = _clause(query.type, clause, probe=True, owner="x" if nested else "r")
+        if nested and sql.startswith(("EXISTS", "NOT EXISTS")):
+            probes.append(sql)
+            probe_args += cargs
+        else:
+            where.append(sql)
+            args += cargs
+    if lead is not None:
+        sql, cargs = _clause(query.type, lead, probe=False, also=probes)
         where.append(sql)
-        args += cargs
+        args += cargs + probe_args
     return where, args
 
 
@@ -197,7 +211,9 @@ def _after_args(keys, after: list) -> list:
     return args
 
 
-def _clause(type: str, c: Clause, probe: bool) -> tuple[str, list]:
+def _clause(type: str, c: Clause, probe: bool, owner: str = "r", also: list[str] = ()) -> tuple[str, list]:
+    """One clause as SQL. ``owner`` is the alias whose (type, id) a probe looks up; ``also``
+    are probe conditions added to a leading subquery."""
     if c.param == "_id":
         marks = ",".join("?" * len(c.values))
         op = "NOT IN" if c.modifier == "not" else "IN"
@@ -212,22 +228,23 @@ def _clause(type: str, c: Clause, probe: bool) -> tuple[str, list]:
     table = "idx_token" if c.modifier == "identifier" else TABLE_BY_TYPE[c.type]
     param = f"{c.param}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.param
     if c.modifier == "missing":  # :missing=true: no row for the parameter; false: some row
-        return _subquery(type, table, param, None, [], c.values[0].text.lower() == "true", True)
+        return _subquery(type, table, param, None, [], c.values[0].text.lower() == "true", True, owner, also)
     negated = c.modifier == "not"
     if len(c.values) > 1 and c.type == "reference" and c.modifier != "identifier":
         # many targets (a resolved chain, an include): one IN list, not thousands of ORs
         targets = [_ref_target(c, v) for v in c.values]
-        return _subquery(type, table, param, f"target IN ({','.join('?' * len(targets))})", targets, negated, probe)
+        return _subquery(type, table, param, f"target IN ({','.join('?' * len(targets))})", targets, negated, probe,
+                         owner, also)
     ors, args = [], []
     for v in c.values:
         sql, a = _value_cond(c, v)
         ors.append(sql)
         args += a
-    return _subquery(type, table, param, " OR ".join(ors), args, negated, probe)
+    return _subquery(type, table, param, " OR ".join(ors), args, negated, probe, owner, also)
 
 
 def _subquery(type: str, table: str, param: str, cond: str | None, args: list, negated: bool,
-              probe: bool) -> tuple[str, list]:
+              probe: bool, owner: str = "r", also: list[str] = ()) -> tuple[str, list]:
     """Resources with a row of ``table`` for ``param`` meeting ``cond`` (any row when None).
 
     A probe looks the row up per resource on the (type, id, param) index; otherwise the
@@ -235,9 +252,10 @@ def _subquery(type: str, table: str, param: str, cond: str | None, args: list, n
     """
     where = f" AND ({cond})" if cond else ""
     if probe or negated:
-        return (f"{'NOT ' if negated else ''}EXISTS (SELECT 1 FROM {table} x INDEXED BY {table}_res "
-                f"WHERE x.type=r.type AND x.id=r.id AND x.param=?{where})", [param, *args])
-    return f"r.id IN (SELECT x.id FROM {table} x WHERE x.type=? AND x.param=?{where})", [type, param, *args]
+        return (f"{'NOT ' if negated else ''}EXISTS (SELECT 1 FROM {table} y INDEXED BY {table}_res "
+                f"WHERE y.type={owner}.type AND y.id={owner}.id AND y.param=?{where})", [param, *args])
+    extra = "".join(f" AND {p}" for p in also)
+    return f"r.id IN (SELECT x.id FROM {table} x WHERE x.type=? AND x.param=?{where}{extra})", [type, param, *args]
 
 
 def _value_cond(c: Clause, v: Value) -> tuple[str, list]:
