@@ -174,18 +174,36 @@ def _from_cursor(v):
     return bytes.fromhex(v["b"]) if isinstance(v, dict) else v
 
 
+def _ids_from_index(query: Query) -> tuple[str, list] | None:
+    """The matching ids straight from the index tables, without touching ``resource`` (index
+    rows exist only for current, undeleted versions), when every condition lives in the
+    leading clause's subquery; else None."""
+    where, args = _where(query)
+    if len(where) != 3 or not where[2].startswith("r.id IN (SELECT x.id FROM "):
+        return None
+    return where[2][len("r.id IN ("):-1], args[1:]
+
+
 def compile_ids(query: Query, limit: int):
+    direct = _ids_from_index(query)
+    if direct is not None:
+        return f"SELECT DISTINCT id FROM ({direct[0]}) LIMIT ?", (*direct[1], limit)
     where, args = _where(query)
     return f"SELECT r.id FROM resource r WHERE {' AND '.join(where)} LIMIT ?", (*args, limit)
 
 
 def compile_distinct_references(query: Query, param: str | None, limit: int):
     """Distinct targets referenced (through ``param``, or any) by resources matching ``query``."""
+    by_param = " AND z.param=?" if param else ""
+    direct = _ids_from_index(query)
+    if direct is not None:
+        sql = (f"SELECT DISTINCT z.target FROM idx_reference z INDEXED BY idx_reference_res WHERE z.type=?{by_param} "
+               f"AND z.id IN ({direct[0]}) LIMIT ?")
+        return sql, (query.type, *([param] if param else []), *direct[1], limit)
     where, args = _where(query)
-    by_param = " AND x.param=?" if param else ""
-    sql = (f"SELECT DISTINCT x.target FROM idx_reference x WHERE x.type=?{by_param} AND x.id IN "
-           f"(SELECT r.id FROM resource r WHERE {' AND '.join(where)}) LIMIT ?")
-    return sql, (query.type, *([param] if param else []), *args, limit)
+    sql = (f"SELECT DISTINCT z.target FROM resource r JOIN idx_reference z INDEXED BY idx_reference_res "
+           f"ON z.type=r.type AND z.id=r.id{by_param} WHERE {' AND '.join(where)} LIMIT ?")
+    return sql, (*([param] if param else []), *args, limit)
 
 
 def compile_count(query: Query):
