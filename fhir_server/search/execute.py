@@ -10,11 +10,13 @@ plain clauses.
 from __future__ import annotations
 
 from collections import defaultdict
+
+import orjson
 from dataclasses import dataclass, replace
 
 from fhir_server.errors import too_costly
 from fhir_server.search import params as search_params
-from fhir_server.search.plan import Chain, Clause, Filter, Has, Include, Query, Value
+from fhir_server.search.plan import Chain, Clause, Filter, Has, Include, InList, Query, Value
 from fhir_server.storage.port import SearchPage, Store, Stored
 
 ITERATE_DEPTH = 3
@@ -38,6 +40,8 @@ async def resolve(store: Store, query: Query, bound: int) -> Query | None:
 async def _resolve(store: Store, type: str, f: Filter, bound: int) -> Clause:
     if isinstance(f, Clause):
         return f
+    if isinstance(f, InList):
+        return await _list_members(store, type, f)
     if isinstance(f, Chain):
         targets: list[str] = []
         for t in f.targets:
@@ -67,6 +71,21 @@ async def search(store: Store, query: Query, *, count: int, cursor: str | None, 
     if resolved is None:
         return SearchPage([], 0 if total else None, None)
     return await store.search(resolved, count=count, cursor=cursor, total=total)
+
+
+async def _list_members(store: Store, type: str, f: InList) -> Clause:
+    """The ``_id`` clause of the items of a List that are resources of ``type``."""
+    stored = await store.read("List", f.list_id)
+    if stored is None or stored.deleted:
+        raise NoMatch
+    ids = []
+    for item in orjson.loads(stored.json).get("entry") or []:
+        ref = (item.get("item") or {}).get("reference") if isinstance(item, dict) else None
+        if isinstance(ref, str) and ref.startswith(type + "/") and not item.get("deleted"):
+            ids.append(ref.partition("/")[2].split("/_history")[0])
+    if not ids:
+        raise NoMatch
+    return Clause("_id", "token", None, tuple(Value(text=i) for i in ids))
 
 
 @dataclass(slots=True)

@@ -89,7 +89,17 @@ class Has:
         return f"_has:{self.type}:{self.param}:{self.inner}"
 
 
-Filter = Union[Clause, Chain, Has]
+@dataclass(frozen=True, slots=True)
+class InList:
+    """``_list=42``: resources that are items of List/42."""
+
+    list_id: str
+
+    def __str__(self) -> str:
+        return f"_list={self.list_id}"
+
+
+Filter = Union[Clause, Chain, Has, InList]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +171,11 @@ def parse_query(type: str, items: list[tuple[str, str]], strict: bool = False) -
 def _filter(type: str, name: str, raw: str, depth: int) -> Filter:
     if depth > MAX_CHAIN:
         raise invalid(f"Chains deeper than {MAX_CHAIN} links are not supported", name)
+    if name == "_list":
+        if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", raw):
+            raise invalid("_list takes the id of a List (functional lists such as $current-problems are not supported)",
+                          name)
+        return InList(raw)
     if name.startswith("_has:"):
         parts = name.split(":", 3)
         if len(parts) < 4 or not all(parts[1:]):
