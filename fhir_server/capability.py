@@ -18,15 +18,31 @@ VERSION = "0.1.0"
 
 
 @cache
+def _revincludes() -> dict[str, list[str]]:
+    """Per resource type, the ``Source:param`` reference parameters that can point at it."""
+    out: dict[str, list[str]] = {}
+    for source in sorted(search_params.resource_types()):
+        for code, p in sorted(search_params.params_for(source).items()):
+            if p.type == "reference":
+                for target in p.target:
+                    out.setdefault(target, []).append(f"{source}:{code}")
+    return out
+
+
+@cache
 def _resources() -> list[dict]:
     out = []
+    revincludes = _revincludes()
     for type in sorted(search_params.resource_types()):
         params = [
             {"name": code, "definition": p.url, "type": p.type}
             for code, p in sorted(search_params.params_for(type).items())
             if p.type in SEARCH_TYPES
         ]
-        params += [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}]
+        params += [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},
+                   {"name": "_list", "type": "special", "documentation": "The items of List/[id]"}]
+        includes = ["*"] + [f"{type}:{code}" for code, p in sorted(search_params.params_for(type).items())
+                            if p.type == "reference"]
         out.append({
             "type": type,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{type}",
@@ -39,6 +55,8 @@ def _resources() -> list[dict]:
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "referencePolicy": ["literal", "logical"],
+            "searchInclude": includes,
+            "searchRevInclude": revincludes.get(type, []),
             "searchParam": params,
         })
     return out
