@@ -56,7 +56,7 @@ def _resources() -> list[dict]:
             "conditionalDelete": "single",
             "referencePolicy": ["literal", "logical"],
             "searchInclude": includes,
-            "searchRevInclude": revincludes.get(type, []),
+            **({"searchRevInclude": revincludes[type]} if type in revincludes else {}),
             "searchParam": params,
         })
     return out
