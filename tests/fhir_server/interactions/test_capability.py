@@ -13,9 +13,8 @@ TYPE_INTERACTIONS = {"read", "vread", "update", "patch", "delete", "history-inst
 SYSTEM_INTERACTIONS = {"transaction", "batch", "search-system", "history-system"}
 # A batch is POSTed to the same endpoint as a transaction; Bundle.type tells them apart.
 ROUTE_OF = {"batch": "transaction"}
-SAMPLE_VALUE = {
-    "special": "some-list-id","token": "x", "string": "x", "date": "2024", "reference": "Patient/x", "number": "1",
-                "quantity": "1", "uri": "http://example.org/x"}
+SAMPLE_VALUE = {"token": "x", "string": "x", "date": "2024", "reference": "Patient/x", "number": "1",
+                "quantity": "1", "uri": "http://example.org/x", "special": "some-list-id"}
 
 
 @pytest.fixture
