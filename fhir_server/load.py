@@ -103,15 +103,23 @@ class Loader:
         return self.summary
 
     async def _ndjson(self, path: Path, progress, task) -> None:
-        sem = asyncio.Semaphore(self.concurrency)
-        pending: list[asyncio.Task] = []
+        """Chunks of the file, ``concurrency`` in flight; reading waits for a free slot, so memory
+        stays bounded by concurrency x chunk whatever the file's size."""
+        in_flight: set[asyncio.Task] = set()
         chunk: list[tuple[str, dict]] = []
 
         async def run(items):
-            async with sem:
-                await self._batch(items)
-                if progress:
-                    progress.advance(task, len(items))
+            await self._batch(items)
+            if progress:
+                progress.advance(task, len(items))
+
+        async def submit(items) -> None:
+            while len(in_flight) >= self.concurrency:
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                in_flight.difference_update(done)
+                for t in done:
+                    t.result()  # a loader bug surfaces here, not silently
+            in_flight.add(asyncio.create_task(run(items)))
 
         for where, resource, error in ndjson(path):
             if error:
@@ -121,11 +129,12 @@ class Loader:
                 continue
             chunk.append((where, resource))
             if len(chunk) >= self.chunk:
-                pending.append(asyncio.create_task(run(chunk)))
+                await submit(chunk)
                 chunk = []
         if chunk:
-            pending.append(asyncio.create_task(run(chunk)))
-        await asyncio.gather(*pending)
+            await submit(chunk)
+        for t in in_flight:
+            await t
 
     async def _bundle_file(self, path: Path) -> None:
         with _open(path) as f:

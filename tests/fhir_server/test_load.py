@@ -87,3 +87,41 @@ def test_cli_load_prints_summary_and_data_is_persisted(tmp_path):
 def test_cli_load_refuses_missing_path(tmp_path):
     result = CliRunner().invoke(cli, ["load", str(tmp_path / "nope.ndjson"), "--data", str(tmp_path)])
     assert result.exit_code == 2
+
+
+async def test_ndjson_chunks_in_flight_stay_bounded(tmp_path, monkeypatch):
+    """Reading waits for a free slot: a file of any size never has more than `concurrency` chunks read ahead."""
+    import asyncio
+
+    import httpx
+
+    from fhir_server import load as load_module
+
+    f = tmp_path / "Patient.ndjson"
+    f.write_text("".join(json.dumps({"resourceType": "Patient", "id": f"p{i}"}) + "\n" for i in range(100)))
+    read = {"lines": 0}
+    real_ndjson = load_module.ndjson
+
+    def counting(path):
+        for item in real_ndjson(path):
+            read["lines"] += 1
+            yield item
+
+    monkeypatch.setattr(load_module, "ndjson", counting)
+    state = {"now": 0, "max": 0, "read_ahead": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        state["now"] += 1
+        state["max"] = max(state["max"], state["now"])
+        await asyncio.sleep(0.01)
+        n = len(json.loads(request.content)["entry"])
+        state["read_ahead"] = max(state["read_ahead"], read["lines"])
+        state["now"] -= 1
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response",
+                                         "entry": [{"response": {"status": "201 Created"}}] * n})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://x/fhir") as client:
+        summary = await Loader(client, chunk=10, concurrency=2).load([f])
+    assert summary.loaded == 100
+    assert state["max"] == 2
+    assert state["read_ahead"] <= 10 * 3  # two chunks in flight and one being filled
