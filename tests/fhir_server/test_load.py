@@ -108,14 +108,15 @@ async def test_ndjson_chunks_in_flight_stay_bounded(tmp_path, monkeypatch):
             yield item
 
     monkeypatch.setattr(load_module, "ndjson", counting)
-    state = {"now": 0, "max": 0, "read_ahead": 0}
+    state = {"now": 0, "max": 0, "read_ahead": 0, "done": 0}
 
     async def handler(request: httpx.Request) -> httpx.Response:
         state["now"] += 1
         state["max"] = max(state["max"], state["now"])
         await asyncio.sleep(0.01)
         n = len(json.loads(request.content)["entry"])
-        state["read_ahead"] = max(state["read_ahead"], read["lines"])
+        state["read_ahead"] = max(state["read_ahead"], read["lines"] - state["done"])
+        state["done"] += n
         state["now"] -= 1
         return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response",
                                          "entry": [{"response": {"status": "201 Created"}}] * n})
@@ -124,4 +125,4 @@ async def test_ndjson_chunks_in_flight_stay_bounded(tmp_path, monkeypatch):
         summary = await Loader(client, chunk=10, concurrency=2).load([f])
     assert summary.loaded == 100
     assert state["max"] == 2
-    assert state["read_ahead"] <= 10 * 3  # two chunks in flight and one being filled
+    assert state["read_ahead"] <= 10 * 3  # read but not yet loaded: two chunks in flight, one being filled
