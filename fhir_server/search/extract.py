@@ -127,11 +127,9 @@ def _codeable_concept(out: IndexValues, code: str, v: Any) -> None:
         return
     text = v.get("text")
     text = fold(text) if type(text) is str else None
-    codings = v.get("coding")
-    if codings:
-        for c in codings:
-            _coding(out, code, c, text)
-    elif text:
+    for c in v.get("coding") or ():
+        _coding(out, code, c)  # each coding with its display as the text :text searches
+    if text:  # and the concept's own text, in a row of its own (no system, no code)
         out.tokens.append((code, None, None, text))
 
 
@@ -265,6 +263,9 @@ def _quantity(out: IndexValues, code: str, v: Any) -> None:
         if converted is not None:
             canonical_value, canonical_code = converted
     out.quantities.append((code, value, system, unit, canonical_value, canonical_code))
+    human = v.get("unit")
+    if type(human) is str and human != unit:  # ``5.4||mg`` matches the code or the stated human unit
+        out.quantities.append((code, value, system, human, canonical_value, canonical_code))
 
 
 # ---------------------------------------------------------------- dispatch

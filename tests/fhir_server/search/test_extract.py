@@ -43,14 +43,15 @@ def test_observation_code_value_quantity_period_and_subject() -> None:
             encounter={"reference": "Encounter/e1"},
         )
     )
-    assert rows(index.tokens, "code") == [(LOINC, "29463-7", "body weight")]
+    # the coding with its display, and the concept's own text in a row of its own (both searched by :text)
+    assert rows(index.tokens, "code") == [(LOINC, "29463-7", "body weight"), (None, None, "body weight")]
     assert rows(index.tokens, "status") == [(None, "final", None)]
     assert rows(index.quantities, "value-quantity") == [(Decimal("72.5"), UCUM, "kg", Decimal("72500"), "g")]
     assert rows(index.dates, "date") == [("2024-05-03T08:00:00.000000Z", "2024-05-03T23:59:59.999999Z")]
     assert rows(index.references, "subject") == [("Patient/p1",)]
     assert rows(index.references, "patient") == [("Patient/p1",)]
     assert rows(index.references, "encounter") == [("Encounter/e1",)]
-    assert rows(index.tokens, "combo-code") == [(LOINC, "29463-7", "body weight")]
+    assert rows(index.tokens, "combo-code") == [(LOINC, "29463-7", "body weight"), (None, None, "body weight")]
 
 
 def test_observation_components_and_value_choices() -> None:
@@ -204,10 +205,12 @@ def test_quantities_in_commensurable_units_share_a_canonical_form(a: tuple, b: t
     assert canonical(*a) == canonical(*b)
 
 
-def test_non_ucum_quantity_keeps_its_unit_as_canonical() -> None:
+def test_non_ucum_quantity_keeps_its_code_as_canonical_and_is_found_by_its_human_unit_too() -> None:
     quantity = {"value": 3, "unit": "tablets", "system": "http://example.org/units", "code": "TAB"}
-    (row,) = rows(extract(observation(valueQuantity=quantity)).quantities, "value-quantity")
-    assert row == (Decimal(3), "http://example.org/units", "TAB", Decimal(3), "TAB")
+    assert rows(extract(observation(valueQuantity=quantity)).quantities, "value-quantity") == [
+        (Decimal(3), "http://example.org/units", "TAB", Decimal(3), "TAB"),
+        (Decimal(3), "http://example.org/units", "tablets", Decimal(3), "TAB"),
+    ]
 
 
 def test_numbers_are_exact_decimals() -> None:
