@@ -29,6 +29,25 @@ def count_param(raw: str | None, svc: Services) -> int:
     return min(int(raw), svc.settings.max_count)
 
 
+def paging_links(path: str, params: list[tuple[str, str]], cursor: str | None, next_cursor: str | None,
+                 prev_cursor: str | None, count: int) -> list[dict]:
+    """``self`` (this page: ``params`` and ``cursor``) and, when the results span pages, ``first``
+    (the search without a cursor), ``previous`` and ``next`` (FHIR R4 http.html#paging)."""
+
+    def url(cur: str | None) -> str:
+        query = urlencode([*params, *([("_cursor", cur)] if cur else [])])
+        return path + ("?" + query if query else "")
+
+    links = [{"relation": "self", "url": url(cursor)}]
+    if count and (cursor or next_cursor):
+        links.append({"relation": "first", "url": url(None)})
+        if prev_cursor:
+            links.append({"relation": "previous", "url": url(prev_cursor)})
+        if next_cursor:
+            links.append({"relation": "next", "url": url(next_cursor)})
+    return links
+
+
 def _instant(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -60,13 +79,12 @@ async def handle(request: Request, svc: Services) -> Response:
         raise not_found(f"{type}/{id} is not known", f"{type}/{id}")
     count = count_param(request.query_params.get("_count"), svc)
     since, at = _instant(request, "_since"), _instant(request, "_at")
-    page = await svc.store.history(type, id, since=since, at=at, count=count, cursor=request.query_params.get("_cursor"))
+    cursor = request.query_params.get("_cursor")
+    page = await svc.store.history(type, id, since=since, at=at, count=count, cursor=cursor)
     base = base_url(request, svc.settings.base_url)
     path = "/".join(p for p in (base, type, id, "_history") if p)
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
-    links = [{"relation": "self", "url": path + ("?" + urlencode(params) if params else "")}]
-    if page.next_cursor:
-        links.append({"relation": "next", "url": path + "?" + urlencode([*params, ("_cursor", page.next_cursor)])})
+    links = paging_links(path, params, cursor, page.next_cursor, page.prev_cursor, count)
     entries = [history_entry(base, s, shaped(request, s.json) if not s.deleted else None) for s in page.entries]
     body = bundle({"resourceType": "Bundle", "type": "history", "link": links}, entries)
     headers = {"Last-Modified": http_date(page.entries[0].last_updated)} if page.entries else None

@@ -6,7 +6,7 @@ Unknown parameters are ignored and reported in an OperationOutcome entry under
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +14,7 @@ from starlette.responses import Response
 from fhir_server.bundle_bytes import bundle, entry
 from fhir_server.errors import OperationOutcomeError, invalid, issue, outcome, structure
 from fhir_server.http import base_url, json_response, negotiate, read_body, wants_pretty
-from fhir_server.interactions.history import count_param
+from fhir_server.interactions.history import count_param, paging_links
 from fhir_server.interactions.respond import shaped
 from fhir_server.search import execute
 from fhir_server.search.plan import parse_query
@@ -63,9 +63,7 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
         page = SearchPage(page.entries, len(page.entries), None)
     base = base_url(request, svc.settings.base_url)
     kept = [(k, v) for k, v in items if k != "_cursor"]
-    links = [{"relation": "self", "url": f"{base}/{type}?{urlencode(kept)}"}]
-    if page.next_cursor and count:
-        links.append({"relation": "next", "url": f"{base}/{type}?{urlencode([*kept, ('_cursor', page.next_cursor)])}"})
+    links = paging_links(f"{base}/{type}", kept, cursor, page.next_cursor, page.prev_cursor, count)
     envelope = {"resourceType": "Bundle", "type": "searchset"}
     if page.total is not None:
         envelope["total"] = page.total

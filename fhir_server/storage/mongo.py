@@ -24,7 +24,8 @@ Collections (database: the URI's default database, else ``telemed``):
   a patient's newest first.
 - ``history``, every version: ``{_id: "Type/id/v", t, i, v, lu, d, m: method, r, o}``. Newest
   first is ``(lu, o, _id)`` descending, ``o`` being the write's position in its commit (later
-  writes of one commit come first, as in SQLite's ``seq``); the keyset cursor is that triple.
+  writes of one commit come first, as in SQLite's ``seq``); the keyset cursor is that triple
+  (a previous page reads it ascending from its first entry).
   There is no global sequence number: a counter document would be written by every commit and
   so make all concurrent commits conflict. Indexes ``(lu, o, _id)``, ``(t, lu, o, _id)``,
   ``(t, i, lu, o, _id)``.
@@ -50,7 +51,7 @@ from fhir_server.errors import invalid
 from fhir_server.search.params import params_for
 from fhir_server.search.plan import Query
 from fhir_server.storage import mongo_search
-from fhir_server.storage.cursor import decode_cursor, encode_cursor
+from fhir_server.storage.cursor import decode, page_cursors
 from fhir_server.storage.port import Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
 
 # Parameters that get an index on every type that has them (dates: lo and hi).
@@ -146,14 +147,17 @@ class MongoStore:
             base["t"] = type
         if id:
             base["i"] = id
-        after = decode_cursor(cursor) if cursor else None
-        if after is not None and len(after) != 3:
+        pos = decode(cursor) if cursor else None
+        if pos is not None and len(pos.key) != 3:
             raise invalid("The paging cursor does not fit this history; start again", "_cursor")
+        backward = pos is not None and pos.backward
+        order = [(f, 1 if backward else -1) for f, _ in _HISTORY_ORDER]  # backward: towards the newest
         page: list[dict] = []
         if count > 0:
             filters = [{"lu": {"$gte": since}}] if since else []
-            if after is not None:
-                filters.append(mongo_search.keyset_after([("lu", True), ("o", True), ("_id", True)], after))
+            if pos is not None:
+                keys = [(f, d < 0) for f, d in order]
+                filters.append(mongo_search.keyset_after(keys, pos.key, pos.inclusive))
             if at:
                 # The version current at ``at`` of each resource: the newest with lu <= at.
                 pipeline = [
@@ -162,20 +166,23 @@ class MongoStore:
                     {"$group": {"_id": {"t": "$t", "i": "$i"}, "doc": {"$first": "$$ROOT"}}},
                     {"$replaceRoot": {"newRoot": "$doc"}},
                     {"$match": mongo_search.and_(filters)},
-                    {"$sort": dict(_HISTORY_ORDER)},
+                    {"$sort": dict(order)},
                     {"$limit": count + 1},
                 ]
                 page = await (await self._history.aggregate(pipeline, allowDiskUse=True)).to_list()
             else:
                 filt = mongo_search.and_([base, *filters])
-                page = await self._history.find(filt).sort(_HISTORY_ORDER).limit(count + 1).to_list()
+                page = await self._history.find(filt).sort(order).limit(count + 1).to_list()
         more = len(page) > count
-        page = page[:count]
-        next_cursor = encode_cursor([page[-1]["lu"], page[-1]["o"], page[-1]["_id"]]) if more else None
-        return HistoryPage([_history_entry(d) for d in page], next_cursor)
+        page = page[:count][::-1] if backward else page[:count]
+        nxt, prev = page_cursors(pos, page, _history_key, more) if count > 0 else (None, None)
+        return HistoryPage([_history_entry(d) for d in page], nxt, prev)
 
     async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
-        page = mongo_search.compile_page(query, decode_cursor(cursor) if cursor else None)
+        pos = decode(cursor) if cursor else None
+        backward = pos is not None and pos.backward
+        page = mongo_search.compile_page(query, pos.key if pos else None, backward=backward,
+                                         inclusive=pos is not None and pos.inclusive)
         coll = self._coll(query.type)
 
         async def docs() -> list[dict]:
@@ -190,9 +197,10 @@ class MongoStore:
 
         found, n = await asyncio.gather(docs(), count_all())
         more = len(found) > count
-        found = found[:count]
+        found = found[:count][::-1] if backward else found[:count]
         entries = [Stored(query.type, d["_id"], d["v"], d["lu"], False, d["r"]) for d in found]
-        return SearchPage(entries, n, encode_cursor(page.key(found[-1])) if more else None)
+        nxt, prev = page_cursors(pos, found, page.key, more) if count > 0 else (None, None)
+        return SearchPage(entries, n, nxt, prev)
 
     async def explain(self, query: Query, count: int = 50) -> dict:
         """The server's query plan for the first page of ``query`` (tests, diagnostics)."""
@@ -325,6 +333,10 @@ def _current_doc(w: Write) -> dict:
 def _history_doc(w: Write, o: int) -> dict:
     return {"_id": f"{w.type}/{w.id}/{w.version}", "t": w.type, "i": w.id, "v": w.version, "lu": w.last_updated,
             "d": w.deleted, "m": w.method, "r": w.json, "o": o}  # fmt: skip
+
+
+def _history_key(d: dict) -> list:
+    return [d["lu"], d["o"], d["_id"]]
 
 
 def _history_entry(d: dict) -> Stored:

@@ -39,7 +39,10 @@ rarely sorted by) have the same ``{e, lo, hi}`` computed from ``s.<code>`` in an
 directions, as on SQLite: descending by ``hi`` does that by itself (MongoDB sorts a missing
 field as null, below every value), ascending sorts by the presence flag ``e`` descending first,
 then ``lo``. The id breaks ties in the direction of the last key; the keyset cursor is the list
-of sort key values, nulls included (``keyset_after`` knows where nulls sort).
+of sort key values, nulls included (``keyset_after`` knows where nulls sort). A previous page
+reads the same keys with every direction flipped (the ``e`` flag's too, so missing values come
+first), after its cursor, and reverses the documents: an index serving the order serves it too,
+walked backward.
 
 Deleted documents carry no ``s``: any positive ``s`` condition excludes them by itself, so
 ``d: false`` is added only to filters without one (``_id``, ``_lastUpdated``, ``:not``,
@@ -234,13 +237,18 @@ class Page:
                 {"$sort": dict(self.sort)}, {"$limit": limit}, {"$project": self.projection}]  # fmt: skip
 
 
-def compile_page(query: Query, after: list | None) -> Page:
+def compile_page(query: Query, after: list | None, *, backward: bool = False, inclusive: bool = False) -> Page:
+    """One page after the key ``after`` (None: the first page). ``backward``: the documents
+    before it, nearest first (every key's direction flipped, the id's too; the caller reverses
+    them); ``inclusive``: ``after``'s own document too."""
     keys = sort_fields(query)
+    if backward:
+        keys = [(f, not d) for f, d in keys]
     cond = None
     if after is not None:
         if len(after) != len(keys):
             raise invalid("The paging cursor does not fit this search; start the search again", "_cursor")
-        cond = keyset_after(keys, after)
+        cond = keyset_after(keys, after, inclusive)
     params = dict.fromkeys(p for p, _ in query.sort if p not in SORT_FIELDS)
     stored = [p for p in params if _sort_kind(query.type, p) in SORT_KEY_KINDS]
     computed = {p: _computed_key(query.type, p) for p in params if p not in stored}
@@ -257,23 +265,28 @@ def _get(doc: dict, path: str):
     return doc
 
 
-def keyset_after(keys: list[tuple[str, bool]], after: list) -> dict:
+def keyset_after(keys: list[tuple[str, bool]], after: list, inclusive: bool = False) -> dict:
     """The documents after ``after`` in (k1, k2, ...) order, where a key may be null (missing):
     MongoDB sorts null below every value, and a comparison never matches null, so a null is
     spelled out: ascending after null is "not null", descending after a value includes null,
-    and nothing is descending after null."""
+    and nothing is descending after null. ``inclusive``: the document at ``after`` too (on the
+    last key, which is unique: the id)."""
     ors = []
     for i, (field, desc) in enumerate(keys):
         cond = {f: after[j] for j, (f, _) in enumerate(keys[:i])}
         a = after[i]
+        at = inclusive and i == len(keys) - 1
         if a is None:
-            if desc:
+            if desc and not at:
                 continue  # null is last descending
-            cond = and_([cond, {field: {"$ne": None}}])
+            if desc:
+                cond = and_([cond, {field: None}])
+            elif not at:  # ascending, at or after null: anything
+                cond = and_([cond, {field: {"$ne": None}}])
         elif desc:
-            cond = and_([cond, {"$or": [{field: {"$lt": a}}, {field: None}]}])
+            cond = and_([cond, {"$or": [{field: {"$lte" if at else "$lt": a}}, {field: None}]}])
         else:
-            cond = and_([cond, {field: {"$gt": a}}])
+            cond = and_([cond, {field: {"$gte" if at else "$gt": a}}])
         ors.append(cond)
     if not ors:
         return {"_id": {"$in": []}}  # nothing comes after

@@ -59,15 +59,24 @@ class VersionConflict(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
+    """One page, newest first. ``next_cursor`` reads the page after it, ``prev_cursor`` the page
+    before it (None on the first page); see ``cursor.py``."""
+
     entries: list[Stored]
     next_cursor: str | None
+    prev_cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SearchPage:
+    """One page of matches. ``next_cursor`` reads the page after it; ``prev_cursor`` (None on the
+    first page) the page before it, exactly the one that was read before this one if nothing
+    changed in between (a backward read: the order reversed from this page's first entry)."""
+
     entries: list[Stored]
     total: int | None
     next_cursor: str | None
+    prev_cursor: str | None = None
 
 
 class Store(Protocol):
@@ -88,7 +97,10 @@ class Store(Protocol):
         cursor: str | None,
     ) -> HistoryPage: ...
 
-    async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage: ...
+    async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
+        """A page of ``count`` matches: the first (``cursor`` None), or the one a page's
+        ``next_cursor`` or ``prev_cursor`` names."""
+        ...
 
     async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
         """The current, non-deleted versions of those of ``ids`` that exist (any order)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from fhir_server.errors import invalid
 from fhir_server.search.plan import Query
 from fhir_server.storage import sqlite_search
-from fhir_server.storage.cursor import decode_cursor, encode_cursor
+from fhir_server.storage.cursor import decode, page_cursors
 from fhir_server.storage.port import Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
 
 log = logging.getLogger(__name__)
@@ -96,33 +96,39 @@ class SQLiteStore:
                 "WHERE h2.type=history.type AND h2.id=history.id AND h2.last_updated<=?)"
             )
             args += [at, at]
-        if cursor:
-            where.append("seq<?")
-            key = decode_cursor(cursor)
-            if len(key) != 1 or not isinstance(key[0], int):
+        pos = decode(cursor) if cursor else None
+        backward = pos is not None and pos.backward
+        if pos is not None:  # newest first: seq descending; backward, towards the newest
+            if len(pos.key) != 1 or not isinstance(pos.key[0], int):
                 raise invalid("The paging cursor does not fit this history; start again", "_cursor")
-            args.append(key[0])
+            where.append(f"seq{'>' if backward else '<'}{'=' if pos.inclusive else ''}?")
+            args.append(pos.key[0])
         sql = "SELECT seq, type, id, version, last_updated, deleted, json, method FROM history"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        rows = self._reader.execute(sql, (*args, count + 1)).fetchall()
-        more = len(rows) > count > 0
-        rows = rows[:count]
+        sql += f" ORDER BY seq {'ASC' if backward else 'DESC'} LIMIT ?"
+        rows = self._reader.execute(sql, (*args, count + 1)).fetchall() if count > 0 else []
+        more = len(rows) > count
+        rows = rows[:count][::-1] if backward else rows[:count]
         entries = [Stored(r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
-        return HistoryPage(entries, encode_cursor([rows[-1][0]]) if more else None)
+        nxt, prev = page_cursors(pos, rows, lambda r: [r[0]], more) if count > 0 else (None, None)
+        return HistoryPage(entries, nxt, prev)
 
     async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
-        sql, args, keyfn = sqlite_search.compile_page(query, count + 1, decode_cursor(cursor) if cursor else None)
-        rows = self._reader.execute(sql, args).fetchall()
-        more = len(rows) > count > 0
-        rows = rows[:count]
+        pos = decode(cursor) if cursor else None
+        backward = pos is not None and pos.backward
+        sql, args, keyfn = sqlite_search.compile_page(query, count + 1, pos.key if pos else None, backward=backward,
+                                                      inclusive=pos is not None and pos.inclusive)
+        rows = self._reader.execute(sql, args).fetchall() if count > 0 else []
+        more = len(rows) > count
+        rows = rows[:count][::-1] if backward else rows[:count]
         entries = [Stored(query.type, r[0], r[1], r[2], False, r[3]) for r in rows]
         n = None
         if total:
             csql, cargs = sqlite_search.compile_count(query)
             n = self._reader.execute(csql, cargs).fetchone()[0]
-        return SearchPage(entries, n, encode_cursor(keyfn(rows[-1])) if more else None)
+        nxt, prev = page_cursors(pos, rows, keyfn, more) if count > 0 else (None, None)
+        return SearchPage(entries, n, nxt, prev)
 
     async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
         out = []

@@ -133,9 +133,11 @@ MISSING_LAST_ASC = "X''"
 MISSING_LAST_DESC = "-1e308"
 
 
-def compile_page(query: Query, limit: int, after: list | None):
+def compile_page(query: Query, limit: int, after: list | None, *, backward: bool = False, inclusive: bool = False):
     """SQL for one page: rows (id, version, last_updated, json, sort keys...) and a function
-    giving a row's cursor key."""
+    giving a row's cursor key. ``backward``: the rows before ``after``, nearest first (the order
+    with every key's direction flipped; the caller reverses them); ``inclusive``: ``after``'s
+    own row too."""
     where, args = _where(query)
     keys = []
     for param, desc in query.sort:
@@ -148,8 +150,10 @@ def compile_page(query: Query, limit: int, after: list | None):
                      f"AND x.param='{_sql_literal(param)}'), {missing})", desc))
     if not keys or keys[-1][0] != "r.id":
         keys.append(("r.id", keys[-1][1] if keys else False))  # the id breaks ties: the order is total
+    if backward:  # the sort expressions stay (missing values keep their place), only directions flip
+        keys = [(c, not d) for c, d in keys]
     if after is not None:
-        where.append(_after(keys))
+        where.append(_after(keys, inclusive))
         args += _after_args(keys, [_from_cursor(v) for v in after])
     # A `+` makes the id order unusable for index selection, so a _lastUpdated range can drive
     # through resource_type_updated instead of a walk of every row of the type in id order.
@@ -211,12 +215,14 @@ def compile_count(query: Query):
     return f"SELECT count(*) FROM resource r WHERE {' AND '.join(where)}", args
 
 
-def _after(keys: list[tuple[str, bool]]) -> str:
-    """Keyset condition: the row comes after the cursor in (k1, k2, ...) order."""
+def _after(keys: list[tuple[str, bool]], inclusive: bool = False) -> str:
+    """Keyset condition: the row comes after the cursor in (k1, k2, ...) order (``inclusive``:
+    or is the cursor's row; the last key, the id, is unique)."""
     ors = []
     for i, (col, desc) in enumerate(keys):
         eqs = [f"{c}=?" for c, _ in keys[:i]]
-        ors.append("(" + " AND ".join(eqs + [f"{col}{'<' if desc else '>'}?"]) + ")")
+        op = ("<" if desc else ">") + ("=" if inclusive and i == len(keys) - 1 else "")
+        ors.append("(" + " AND ".join(eqs + [f"{col}{op}?"]) + ")")
     return "(" + " OR ".join(ors) + ")"
 
 
@@ -342,14 +348,19 @@ def _date_cond(v: Value, lo: str, hi: str) -> tuple[str, list]:
     return f"({lo} <= ? AND {hi} >= ?)", [v.hi, v.lo]  # ap: overlaps
 
 
-def _number_cond(v: Value, col: str) -> tuple[str, list]:
+def _number_cond(v: Value, col: str, convert=None) -> tuple[str, list]:
+    """A number condition; ``eq 100`` covers [99.5, 100.5) by the value's significant figures.
+    ``convert`` maps a bound to the column's units (UCUM-canonical): the range is computed in
+    the units the search gave, so ``5 kg`` keeps its precision as [4500, 5500) g."""
     n = v.number
     half = Decimal(1).scaleb(n.as_tuple().exponent) / 2 if isinstance(n.as_tuple().exponent, int) else Decimal(0)
-    lo, hi, x = float(n - half), float(n + half), float(n)
+    conv = convert or (lambda d: d)
+    lo, hi, x = float(conv(n - half)), float(conv(n + half)), float(conv(n))
+    spread = abs(float(conv(n + abs(n) / 10)) - x)  # ap: within 10% of the value
     ops = {"eq": (f"{col} >= ? AND {col} < ?", [lo, hi]), "ne": (f"NOT ({col} >= ? AND {col} < ?)", [lo, hi]),
            "gt": (f"{col} > ?", [x]), "lt": (f"{col} < ?", [x]), "ge": (f"{col} >= ?", [x]),
            "le": (f"{col} <= ?", [x]), "sa": (f"{col} > ?", [x]), "eb": (f"{col} < ?", [x]),
-           "ap": (f"{col} >= ? AND {col} <= ?", [x - abs(x) * 0.1, x + abs(x) * 0.1])}
+           "ap": (f"{col} >= ? AND {col} <= ?", [x - spread, x + spread])}
     return ops[v.prefix]
 
 
@@ -366,7 +377,7 @@ def _quantity_cond(v: Value) -> tuple[str, list]:
     canon = ucum.canonical(v.number, v.unit) if v.system in (None, UCUM) else None
     if canon is None:
         return given, args
-    csql, cargs = _number_cond(Value(prefix=v.prefix, number=canon[0]), "cvalue")
+    csql, cargs = _number_cond(v, "cvalue", convert=lambda d: ucum.canonical(d, v.unit)[0])
     return f"({given} OR ({csql} AND ccode=?))", [*args, *cargs, canon[1]]
 
 
