@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from fhir_server.http import base_url, json_response, negotiate, wants_pretty
 from fhir_server.search import params as search_params
+from fhir_server.search.plan import STORE_PARAMS
 from fhir_server.services import Services
 
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
@@ -37,10 +38,9 @@ def _resources() -> list[dict]:
         params = [
             {"name": code, "definition": p.url, "type": p.type}
             for code, p in sorted(search_params.params_for(type).items())
-            if p.type in SEARCH_TYPES
+            if p.type in SEARCH_TYPES and (p.expression or code in STORE_PARAMS)
         ]
-        params += [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},
-                   {"name": "_list", "type": "special", "documentation": "The items of List/[id]"}]
+        params += [{"name": "_list", "type": "special", "documentation": "The items of List/[id]"}]
         includes = ["*"] + [f"{type}:{code}" for code, p in sorted(search_params.params_for(type).items())
                             if p.type == "reference"]
         out.append({

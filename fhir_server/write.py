@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, TypeVar
 
 import orjson
 
-from fhir_server.errors import conflict, invalid, not_found, structure, too_costly
+from fhir_server.errors import conflict, invalid, not_found, precondition_failed, structure, too_costly
 from fhir_server.search import params as search_params
 from fhir_server.search.extract import extract
 from fhir_server.storage.port import Guard, Store, Stored, VersionConflict, Write
@@ -51,6 +51,17 @@ async def commit_planned(store: Store, plan: Callable[[], Awaitable[Planned]]) -
         return planned
 
     return await commit_retrying(store, attempt)
+
+
+def check_if_match(current: Stored | None, if_match: int | None, type: str, id: str) -> None:
+    """412 unless ``If-Match`` (when given) names the current, undeleted version."""
+    if if_match is None:
+        return
+    have = current.version if current is not None and not current.deleted else None
+    if have != if_match:
+        raise precondition_failed(
+            f"If-Match W/\"{if_match}\" does not match the current version of {type}/{id} ({have or 'none'})",
+            "If-Match")
 
 
 def check_type(type: str) -> None:

@@ -11,17 +11,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.errors import OperationOutcomeError, forbidden, invalid, issue, outcome
-from fhir_server.http import json_response, negotiate, version_headers
+from fhir_server.http import json_response, negotiate, parse_etag, version_headers
 from fhir_server.interactions.conditional import criteria, single_match
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
-from fhir_server.write import Planned, as_stored, check_id, check_type, commit_planned, deletion
+from fhir_server.write import Planned, as_stored, check_id, check_if_match, check_type, commit_planned, deletion
 
 MAX_CASCADE = 1000
 
 
-async def plan(svc: Services, type: str, id: str, cascade: bool) -> Planned:
+async def plan(svc: Services, type: str, id: str, cascade: bool, if_match: int | None = None) -> Planned:
     current = await svc.store.read(type, id)
+    check_if_match(current, if_match, type, id)
     if current is None or current.deleted:
         return Planned(204, message=f"{type}/{id} does not exist or is already deleted")
     limit = svc.settings.max_referrers_listed
@@ -92,7 +93,9 @@ async def handle(request: Request, svc: Services) -> Response:
     check_id(id)
     negotiate(request)
     cascade = _cascade(request, svc)
-    return respond(request, await commit_planned(svc.store, lambda: plan(svc, type, id, cascade)))
+    value = request.headers.get("if-match")
+    if_match = parse_etag(value) if value else None
+    return respond(request, await commit_planned(svc.store, lambda: plan(svc, type, id, cascade, if_match)))
 
 
 async def handle_conditional(request: Request, svc: Services) -> Response:

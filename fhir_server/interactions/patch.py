@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.errors import invalid, not_found, precondition_failed, unprocessable
+from fhir_server.errors import invalid, not_found, unprocessable
 from fhir_server.http import JSON_TYPES, parse_etag, read_json
 from fhir_server.interactions.conditional import criteria, single_match
 from fhir_server.interactions.read import current
@@ -21,7 +21,7 @@ from fhir_server.patch.json_patch import apply_json_patch
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
 from fhir_server.write import (
-    Planned, accept, as_stored, check_depth, check_id, check_type, commit_planned, new_version,
+    Planned, accept, as_stored, check_depth, check_id, check_if_match, check_type, commit_planned, new_version,
 )
 
 JSON_PATCH = "application/json-patch+json"
@@ -39,9 +39,7 @@ def patched(resource: dict, kind: str, document: object) -> dict:
 
 async def plan(svc: Services, type: str, id: str, kind: str, document: object, if_match: int | None) -> Planned:
     stored = await current(svc, type, id)
-    if if_match is not None and if_match != stored.version:
-        raise precondition_failed(
-            f"If-Match W/\"{if_match}\" does not match the current version of {type}/{id} ({stored.version})", "If-Match")
+    check_if_match(stored, if_match, type, id)
     result = patched(orjson.loads(stored.json), kind, document)
     if result.get("resourceType") != type or result.get("id") != id:
         raise unprocessable("A patch may not change the resource's type or id", f"{type}.id")

@@ -5,24 +5,20 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.errors import invalid, precondition_failed
+from fhir_server.errors import invalid
 from fhir_server.http import parse_etag, read_json
 from fhir_server.interactions.conditional import criteria, single_match
 from fhir_server.interactions.respond import preflight, resource_response
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
-from fhir_server.write import Planned, accept, as_stored, check_id, check_type, commit_planned, new_id, new_version
+from fhir_server.write import (
+    Planned, accept, as_stored, check_id, check_if_match, check_type, commit_planned, new_id, new_version,
+)
 
 
 async def plan(svc: Services, type: str, id: str, resource: dict, if_match: int | None, method: str = "PUT") -> Planned:
     current = await svc.store.read(type, id)
-    if if_match is not None:
-        have = current.version if current and not current.deleted else None
-        if have != if_match:
-            raise precondition_failed(
-                f"If-Match W/\"{if_match}\" does not match the current version of {type}/{id} ({have or 'none'})",
-                "If-Match",
-            )
+    check_if_match(current, if_match, type, id)
     version = current.version + 1 if current else 1
     write = new_version(resource, id, version, method)
     created = current is None or current.deleted

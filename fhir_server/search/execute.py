@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from fhir_server.errors import too_costly
 from fhir_server.search import params as search_params
-from fhir_server.search.plan import Chain, Clause, Filter, Has, Include, InList, Query, Value
+from fhir_server.search.plan import Chain, Clause, Filter, Include, InList, Query, Value
 from fhir_server.storage.port import SearchPage, Store, Stored
 
 ITERATE_DEPTH = 3

@@ -23,7 +23,7 @@ PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 # Parameters that are not filters: they shape the result (handled by the search interaction).
 RESULT_PARAMS = frozenset(
     {"_sort", "_count", "_total", "_summary", "_elements", "_format", "_pretty", "_cursor", "_include",
-     "_revinclude", "_contained", "_containedType"}
+     "_revinclude"}
 )
 # Filter parameters answered from the store's own columns, not from index tables.
 STORE_PARAMS = {"_id": "token", "_lastUpdated": "date"}
@@ -205,8 +205,8 @@ def _filter(type: str, name: str, raw: str, depth: int) -> Filter:
     ptype = STORE_PARAMS.get(code)
     if ptype is None:
         p = search_params.param(type, code)
-        if p is None or p.type in ("composite", "special"):
-            raise _Unknown("not supported" if p else "unknown")
+        if p is None or p.type in ("composite", "special") or not p.expression:
+            raise _Unknown("not supported" if p else "unknown")  # _text, _content, _query: nothing indexed
         ptype = p.type
     if modifier:
         _check_modifier(type, code, ptype, modifier, name)
@@ -242,8 +242,10 @@ def _filter_any(types: tuple[str, ...], rest: str, raw: str, depth: int) -> Filt
 def _check_modifier(type: str, code: str, ptype: str, modifier: str, name: str) -> None:
     if ptype == "reference" and modifier in search_params.resource_types():
         return
-    if code == "_id" and modifier in ("not", "missing"):
-        return
+    if code in STORE_PARAMS:  # every resource has an id and a lastUpdated: nothing is missing
+        if code == "_id" and modifier == "not":
+            return
+        raise invalid(f"Modifier :{modifier} is not supported on {code}", name)
     allowed = MODIFIERS.get(ptype, set())
     if modifier not in allowed:
         raise invalid(f"Modifier :{modifier} is not valid for the {ptype} parameter {code}", name)

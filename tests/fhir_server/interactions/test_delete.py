@@ -162,3 +162,13 @@ async def test_conditional_delete_with_only_result_parameters_is_400(client):
         r = await client.delete("/Patient", params=params)
         assert_outcome(r, 400, "invalid")
     assert (await client.get(f"/Patient/{p['id']}")).status_code == 200
+
+
+async def test_if_match_guards_delete(client):
+    p = await create(client, patient())
+    stale = await client.delete(f"/Patient/{p['id']}", headers={"If-Match": 'W/"7"'})
+    assert_outcome(stale, 412, "conflict", "If-Match")
+    assert (await client.get(f"/Patient/{p['id']}")).status_code == 200
+    ok = await client.delete(f"/Patient/{p['id']}", headers={"If-Match": 'W/"1"'})
+    assert ok.status_code == 204
+    assert (await client.get(f"/Patient/{p['id']}")).status_code == 410

@@ -300,3 +300,18 @@ async def test_cursor_with_values_of_the_wrong_type_is_no_server_error(client):
 
     assert r.status_code in (200, 400), r.text
     assert r.json()["resourceType"] in ("Bundle", "OperationOutcome")
+
+
+@pytest.mark.parametrize("name", ["_text", "_content", "_contained", "_query"])
+async def test_parameters_with_nothing_indexed_are_reported_not_silently_empty(client, name):
+    await create(client, patient())
+    lenient = await search(client, "Patient", {name: "x"})
+    outcome = [e for e in lenient.get("entry", []) if e["search"]["mode"] == "outcome"]
+    assert outcome and outcome[0]["resource"]["issue"][0]["expression"] == [name]
+    strict = await client.get("/Patient", params={name: "x"}, headers={"Prefer": "handling=strict"})
+    assert_outcome(strict, 400, "invalid", name)
+
+
+@pytest.mark.parametrize("name", ["_id:missing", "_lastUpdated:missing"])
+async def test_missing_on_id_and_last_updated_is_refused(client, name):
+    assert_outcome(await client.get("/Patient", params={name: "true"}), 400, "invalid", name)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fhir_server.search.correctness_cases import case, check_matches, expect_known, parse
 from tests.fhir_server.search.correctness_world import ACME, ACT_CODE, CATEGORY, LOINC, MRN, OTHER, SNOMED, SSN, \
-    STORES, UCUM, V2_0203, build_dataset, world  # noqa: F401  (the fixture)
+    UCUM, V2_0203, build_dataset, world  # noqa: F401  (the fixture)
 
 DATASET = build_dataset()
 
