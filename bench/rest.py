@@ -11,16 +11,17 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import free_port, wait_ready  # noqa: E402
 
 HERE = Path(__file__).parent
 PATIENT = {"resourceType": "Patient", "active": True,
@@ -62,11 +63,6 @@ def wrk(url: str, duration: int, connections: int, body: bytes | None = None, wo
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -80,12 +76,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, str(HERE / "rest_server.py"), "--data", str(tmp / "data"), "--port", str(port)])
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/fhir/metadata", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_ready(f"{base}/fhir/metadata")
         h = {"Content-Type": "application/fhir+json"}
         created = httpx.post(f"{base}/fhir/Patient", content=orjson.dumps(PATIENT), headers=h).json()
         read_url = f"{base}/fhir/Patient/{created['id']}"

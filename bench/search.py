@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import random
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import httpx
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
+from bench.common import free_port, wait_ready  # noqa: E402
 from bench.search_data import CODES, SNILS, generate, snils  # noqa: E402
 from fhir_server.cli import _in_process  # noqa: E402
 from fhir_server.load import Loader  # noqa: E402
@@ -56,11 +56,6 @@ def load(files: list[Path], data: Path) -> tuple[int, float]:
         raise SystemExit(f"rejected: {summary.rejected[:3]}")
     return summary.loaded, summary.loaded / (time.perf_counter() - start)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -103,12 +98,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}/fhir"
     rnd = random.Random(7)
     try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/metadata", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_ready(f"{base}/metadata")
         n = a.requests
         common, rare = CODES[0][0], CODES[-1][0]
         patients = [rnd.randrange(a.patients) for _ in range(n)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 import orjson
@@ -119,6 +120,7 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+@functools.lru_cache(maxsize=4096)
 def http_date(instant: str) -> str:
     """RFC 7231 date of a stored UTC instant ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (on every read: keep it cheap)."""
     d = date(int(instant[0:4]), int(instant[5:7]), int(instant[8:10]))
@@ -135,7 +137,21 @@ def json_response(content: bytes | dict, status: int = 200, headers: dict | None
         content = orjson.dumps(content, option=orjson.OPT_INDENT_2 if pretty else 0)
     elif pretty:
         content = orjson.dumps(orjson.loads(content), option=orjson.OPT_INDENT_2)
-    return Response(content, status_code=status, headers=headers, media_type=f"{media_type}; charset=utf-8")
+    return BytesResponse(content, status, headers, f"{media_type}; charset=utf-8")
+
+
+class BytesResponse(Response):
+    """A Starlette Response for bytes already in hand: the raw headers are built directly (reads
+    send one per request; Response's general header handling costs more than the lookup)."""
+
+    def __init__(self, body: bytes, status: int, headers: dict | None, media_type: str):
+        self.body = body
+        self.status_code = status
+        self.background = None
+        raw = [(b"content-length", str(len(body)).encode()), (b"content-type", media_type.encode())]
+        if headers:
+            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = raw
 
 
 def wants_pretty(request: Request) -> bool:
