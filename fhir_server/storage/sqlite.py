@@ -1,7 +1,8 @@
 """The embedded store: stdlib sqlite3 in WAL mode.
 
 Reads run on the event loop's thread through one read connection: a primary-key lookup takes
-microseconds, far less than a thread hop. Writes go to one writer thread that drains its queue
+microseconds, far less than a thread hop; recently read current versions are kept in memory,
+forgotten when this process commits a new version and when another process writes the file. Writes go to one writer thread that drains its queue
 and commits everything waiting in one SQLite transaction (group commit), each submission inside
 its own SAVEPOINT so one failing submission never affects another. ``synchronous=FULL`` makes
 every acknowledged commit survive a kill -9 or power loss.
@@ -14,6 +15,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from fhir_server.errors import invalid
@@ -38,6 +40,8 @@ CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated);
 """ + sqlite_search.INDEX_SCHEMA
 
 _STOP = object()
+CURRENT_CACHE_SIZE = 50_000
+CHECK_OTHERS = 0.1  # seconds: how stale a read may be of what another process wrote
 
 
 class SQLiteStore:
@@ -48,6 +52,9 @@ class SQLiteStore:
         writer = self._connect()
         writer.executescript(SCHEMA)
         self._reader = self._connect()
+        # Current versions recently read, served without a lookup (reads are the hot path).
+        self._current: dict[tuple[str, str], Stored] = {}
+        self._checked_at, self._data_version = 0.0, None
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._write_loop, args=(writer,), name="sqlite-writer", daemon=True)
         self._thread.start()
@@ -63,12 +70,37 @@ class SQLiteStore:
     # --- reads -------------------------------------------------------------------------------
 
     async def read(self, type: str, id: str) -> Stored | None:
+        self._notice_other_writers()
+        hit = self._current.get((type, id))
+        if hit is not None:
+            return hit
         row = self._reader.execute(
             "SELECT version, last_updated, deleted, json FROM resource WHERE type=? AND id=?", (type, id)
         ).fetchone()
         if row is None:
             return None
-        return Stored(type, id, row[0], row[1], bool(row[2]), row[3])
+        stored = Stored(type, id, row[0], row[1], bool(row[2]), row[3])
+        if len(self._current) >= CURRENT_CACHE_SIZE:
+            self._current.clear()
+        self._current[(type, id)] = stored
+        return stored
+
+    def _notice_other_writers(self) -> None:
+        """Another process may write the same file (``telemed load --data`` beside a server):
+        SQLite's data_version says so. Checked at most every CHECK_OTHERS seconds, since the
+        check costs as much as a lookup; this process's own commits invalidate exactly."""
+        now = time.monotonic()
+        if now - self._checked_at < CHECK_OTHERS:
+            return
+        self._checked_at = now
+        version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._current.clear()
+
+    def _forget(self, writes: list[Write]) -> None:
+        for w in writes:
+            self._current.pop((w.type, w.id), None)
 
     async def vread(self, type: str, id: str, version: int) -> Stored | None:
         row = self._reader.execute(
@@ -193,7 +225,9 @@ class SQLiteStore:
                         results += self._commit_batch(conn, [item])
                     except Exception as exc:  # noqa: BLE001 - handed to the waiting coroutine
                         results.append(exc)
-            for (_w, _g, fut, loop), res in zip(batch, results):
+            for (writes, _g, fut, loop), res in zip(batch, results):
+                if res is None:  # committed: the cached current versions go before anyone is answered
+                    loop.call_soon_threadsafe(self._forget, writes)
                 loop.call_soon_threadsafe(_settle, fut, res)
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list) -> list[Exception | None]:
