@@ -149,8 +149,12 @@ class SQLiteStore:
     async def search(self, query: Query, *, count: int, cursor: str | None, total: bool) -> SearchPage:
         pos = decode(cursor) if cursor else None
         backward = pos is not None and pos.backward
+        walk = False
+        if count > 0 and sqlite_search.walkable(query):  # many candidates: walk the sort index instead
+            csql, cargs = sqlite_search.compile_candidate_count(query, sqlite_search.WALK_MIN)
+            walk = self._reader.execute(csql, cargs).fetchone()[0] >= sqlite_search.WALK_MIN
         sql, args, keyfn = sqlite_search.compile_page(query, count + 1, pos.key if pos else None, backward=backward,
-                                                      inclusive=pos is not None and pos.inclusive)
+                                                      inclusive=pos is not None and pos.inclusive, walk_index=walk)
         rows = self._reader.execute(sql, args).fetchall() if count > 0 else []
         more = len(rows) > count
         rows = rows[:count][::-1] if backward else rows[:count]

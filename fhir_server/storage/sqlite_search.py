@@ -104,11 +104,12 @@ def _lead(query: Query) -> Clause | None:
                                            c.modifier is not None, len(c.values)))
 
 
-def _where(query: Query) -> tuple[list[str], list]:
+def _where(query: Query, lead_allowed: bool = True) -> tuple[list[str], list]:
     """The WHERE conditions on ``resource r``. The probes of index-table clauses run inside the
-    leading clause's subquery, on its ids, so only matching resources are looked up."""
+    leading clause's subquery, on its ids, so only matching resources are looked up. Without a
+    lead (``lead_allowed`` False) every clause is a probe on ``r``."""
     where, args = ["r.type=?", "r.deleted=0"], [query.type]
-    lead = _lead(query)
+    lead = _lead(query) if lead_allowed else None
     nested = lead is not None and lead.param != "_id"  # an _id list leads without a subquery
     probes, probe_args = [], []
     for clause in query.clauses:
@@ -133,11 +134,15 @@ MISSING_LAST_ASC = "X''"
 MISSING_LAST_DESC = "-1e308"
 
 
-def compile_page(query: Query, limit: int, after: list | None, *, backward: bool = False, inclusive: bool = False):
+def compile_page(query: Query, limit: int, after: list | None, *, backward: bool = False, inclusive: bool = False,
+                 walk_index: bool = False):
     """SQL for one page: rows (id, version, last_updated, json, sort keys...) and a function
     giving a row's cursor key. ``backward``: the rows before ``after``, nearest first (the order
     with every key's direction flipped; the caller reverses them); ``inclusive``: ``after``'s
-    own row too."""
+    own row too. ``walk_index``: sort by walking the sort parameter's index when ``walkable``."""
+    walk = _sort_walk(query, limit, after, backward, inclusive) if walk_index else None
+    if walk is not None:
+        return walk
     where, args = _where(query)
     keys = []
     for param, desc in query.sort:
@@ -163,6 +168,98 @@ def compile_page(query: Query, limit: int, after: list | None, *, backward: bool
     sql = (f"SELECT r.id, r.version, r.last_updated, r.json{extra} FROM resource r "
            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
     return sql, (*args, limit), lambda row: [_to_cursor(v) for v in row[4:]]
+
+
+# Value indexes that list a parameter's values in order: (table, ascending column, descending
+# column, index for each). Sorting by one of these parameters can walk the index.
+SORT_WALK = {
+    "date": ("idx_date", "lo", "hi", "idx_date_lo", "idx_date_hi"),
+    "string": ("idx_string", "value", "value", "idx_string_value", "idx_string_value"),
+    "number": ("idx_number", "value", "value", "idx_number_value", "idx_number_value"),
+    "token": ("idx_token", "code", "code", "idx_token_code", "idx_token_code"),
+    "uri": ("idx_uri", "value", "value", "idx_uri_value", "idx_uri_value"),
+}
+
+
+# Walk the sort index only when the leading clause matches at least this many resources (the
+# store counts up to it first): fewer candidates sort faster than an index walk finds them.
+WALK_MIN = 2000
+
+
+def walkable(query: Query) -> bool:
+    """Whether ``_sort`` could walk its parameter's index: one sort key on an index-table
+    parameter, and no selective (``_id`` or reference) clause to lead instead."""
+    if len(query.sort) != 1 or query.sort[0][0] in SORT_COLUMNS:
+        return False
+    lead = _lead(query)
+    if lead is not None and LEAD_RANK["_id" if lead.param == "_id" else lead.type] <= LEAD_RANK["reference"]:
+        return False
+    return search_params.param(query.type, query.sort[0][0]).type in SORT_WALK
+
+
+def compile_candidate_count(query: Query, cap: int):
+    """How many resources the leading clause matches, counted up to ``cap``."""
+    where, args = _where(query)
+    return f"SELECT count(*) FROM (SELECT 1 FROM resource r WHERE {' AND '.join(where)} LIMIT ?)", (*args, cap)
+
+
+def _sort_walk(query: Query, limit: int, after: list | None, backward: bool = False, inclusive: bool = False):
+    """``_sort`` by one parameter when no selective clause (``_id``, a reference) leads: walk the
+    parameter's value index in order, keep each resource's lowest (ascending) or highest
+    (descending) row, probe the other clauses per row, and stop after the page; the resources
+    without a value come after them, by id. Same order and cursor keys as the general plan;
+    ``backward`` walks the same way round (the caller reverses the rows)."""
+    if len(query.sort) != 1 or query.sort[0][0] in SORT_COLUMNS:
+        return None
+    if not walkable(query):
+        return None
+    param, desc = query.sort[0]
+    walk = SORT_WALK.get(search_params.param(query.type, param).type)
+    if walk is None:
+        return None
+    if after is not None and len(after) != 2:
+        raise invalid("The paging cursor does not fit this search; start the search again", "_cursor")
+    table, low, high, low_index, high_index = walk
+    col, index, extreme = (high, high_index, ">") if desc else (low, low_index, "<")
+    order = "DESC" if desc != backward else "ASC"
+    before = "<" if order == "DESC" else ">"
+    missing = float(MISSING_LAST_DESC) if desc else b""
+    present = " AND s.code IS NOT NULL" if table == "idx_token" else ""
+    where, args = _where(query, lead_allowed=False)
+    where2, args2 = _where(query)  # the resources without a value: the leading clause's ids drive
+    at_missing = after is not None and _from_cursor(after[0]) == missing
+    eq = "=" if inclusive else ""
+
+    def with_values(keyset: bool):
+        cond, cargs = "", []
+        if keyset:
+            cond = f" AND (s.{col} {before} ? OR (s.{col} = ? AND r.id {before}{eq} ?))"
+            cargs = [_from_cursor(after[0]), _from_cursor(after[0]), after[1]]
+        return (f"SELECT r.id, r.version, r.last_updated, r.json, s.{col}, r.id FROM {table} s INDEXED BY {index} "
+                f"JOIN resource r ON r.type=s.type AND r.id=s.id WHERE s.type=? AND s.param=?{present} "
+                f"AND NOT EXISTS (SELECT 1 FROM {table} s2 INDEXED BY {table}_res WHERE s2.type=s.type "
+                f"AND s2.id=s.id AND s2.param=s.param AND (s2.{col} {extreme} s.{col} "
+                f"OR (s2.{col} = s.{col} AND s2.rowid > s.rowid))) AND {' AND '.join(where)}{cond} "
+                f"ORDER BY s.{col} {order}, r.id {order} LIMIT ?", [query.type, param, *args, *cargs, limit])
+
+    def without_value(keyset: bool):
+        cond, cargs = (f" AND r.id {before}{eq} ?", [after[1]]) if keyset else ("", [])
+        return (f"SELECT r.id, r.version, r.last_updated, r.json, ?, r.id FROM resource r WHERE {' AND '.join(where2)} "
+                f"AND NOT EXISTS (SELECT 1 FROM {table} y INDEXED BY {table}_res WHERE y.type=r.type AND y.id=r.id "
+                f"AND y.param=?{present.replace('s.', 'y.')}){cond} ORDER BY r.id {order} LIMIT ?",
+                [missing, *args2, param, *cargs, limit])
+
+    if not backward:  # values first, then the resources without one
+        parts = [without_value(True)] if at_missing else [with_values(after is not None), without_value(False)]
+    else:
+        parts = [without_value(True), with_values(False)] if at_missing else [with_values(True)]
+    if len(parts) == 1:
+        sql, args = parts[0]
+    else:
+        sql = " UNION ALL ".join(f"SELECT * FROM ({p[0]})" for p in parts)
+        sql = f"SELECT * FROM ({sql}) LIMIT ?"
+        args = [a for p in parts for a in p[1]] + [limit]
+    return sql, tuple(args), lambda row: [_to_cursor(row[4]), row[5]]
 
 
 def _sql_literal(code: str) -> str:

@@ -285,7 +285,10 @@ async def test_sqlite_backward_pages_use_the_forward_plan(sqlite_store, items):
         sql, args, _ = sqlite_search.compile_page(query, 4, key, backward=backward)
         steps = [row[3] for row in sqlite_store._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
         plans.append([re.sub(r"[<>]=?", "<>", step) for step in steps])  # the keyset bound turns around
-    assert plans[0] == plans[1]
+    # A forward page sorted by a walked index may also read the resources without a value (they
+    # come last); walking back from a value, nothing else is needed: the same index steps, fewer.
+    assert plans[1] == plans[0] or set(plans[1]) <= set(plans[0])
+    assert not any("SCAN" in step and "TEMP" not in step for step in plans[1])
 
 
 @pytest.mark.parametrize("items", PLANNED, ids=str)
