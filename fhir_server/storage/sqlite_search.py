@@ -198,9 +198,14 @@ def walkable(query: Query) -> bool:
 
 
 def compile_candidate_count(query: Query, cap: int):
-    """How many resources the leading clause matches, counted up to ``cap``."""
-    where, args = _where(query)
-    return f"SELECT count(*) FROM (SELECT 1 FROM resource r WHERE {' AND '.join(where)} LIMIT ?)", (*args, cap)
+    """How many index rows the leading clause matches (an upper bound of the candidates), counted
+    up to ``cap`` straight from its index: cheap whatever the clause matches in all."""
+    lead = _lead(query)
+    if lead is None:
+        return "SELECT count(*) FROM (SELECT 1 FROM resource r WHERE r.type=? AND r.deleted=0 LIMIT ?)", (query.type, cap)
+    sql, args = _clause(query.type, lead, probe=False)
+    inner = sql[len("r.id IN ("):-1]
+    return f"SELECT count(*) FROM ({inner} LIMIT ?)", (*args, cap)
 
 
 def _sort_walk(query: Query, limit: int, after: list | None, backward: bool = False, inclusive: bool = False):
