@@ -20,14 +20,9 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
+from tests.fhir_server.server_process import free_port
 
 STORES = ["sqlite", "mongo"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +34,7 @@ def mongo_uri():
     exe = shutil.which("secantusd-py")
     if exe is None:
         pytest.skip("no MongoDB: set MONGODB_URI or install SecantusDB (pip install -e '.[test]')")
-    port = _free_port()
+    port = free_port()
     tmp = tempfile.mkdtemp(prefix="secantus-")
     proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", tmp],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

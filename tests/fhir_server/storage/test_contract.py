@@ -66,6 +66,19 @@ async def ids(store, type: str, *items: tuple[str, str]) -> set[str]:
     return {e.id for e in page.entries}
 
 
+async def pages_while_writing(store, query, between_pages, count: int = 3) -> list[str]:
+    """Every id of every page of ``query``, calling ``between_pages(n)`` after page n."""
+    seen, cursor = [], None
+    for round in range(30):
+        page = await store.search(query, count=count, cursor=cursor, total=False)
+        seen += [e.id for e in page.entries]
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+        await between_pages(round)
+    raise AssertionError("paging does not end")
+
+
 async def all_pages(store, query, count: int) -> list[str]:
     out, cursor = [], None
     while True:
@@ -606,15 +619,12 @@ async def test_keyset_paging_is_stable_while_resources_are_inserted(store, sort)
     for i in range(0, 20, 2):
         await w.put(observation(f"o{i:02d}", subject={"reference": "Patient/p"}))
     query = q("Observation", ("subject", "Patient/p"), ("_sort", sort))
-    seen, cursor = [], None
-    for round in range(30):
-        page = await store.search(query, count=3, cursor=cursor, total=False)
-        seen += [e.id for e in page.entries]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-        await w.put(observation(f"o{2 * round + 1:02d}", subject={"reference": "Patient/p"}))  # between pages
+
+    async def between_pages(round):
+        await w.put(observation(f"o{2 * round + 1:02d}", subject={"reference": "Patient/p"}))
         await w.put(observation(f"n{round:02d}", subject={"reference": "Patient/other"}))
+
+    seen = await pages_while_writing(store, query, between_pages)
     assert len(seen) == len(set(seen))  # no entry twice
     assert {f"o{i:02d}" for i in range(0, 20, 2)} <= set(seen)  # none of the original entries skipped
 
@@ -881,15 +891,12 @@ async def test_keyset_paging_by_a_search_parameter_is_stable_while_resources_are
     for i in range(0, 20, 2):
         await w.put(patient(f"p{i:02d}", gender="male", **({"birthDate": f"19{50 + i}"} if i % 3 else {})))
     query = q("Patient", ("gender", "male"), ("_sort", sort))
-    seen, cursor = [], None
-    for round in range(30):
-        page = await store.search(query, count=3, cursor=cursor, total=False)
-        seen += [e.id for e in page.entries]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+
+    async def between_pages(round):
         await w.put(patient(f"p{2 * round + 1:02d}", gender="male", birthDate=f"19{51 + 2 * round}"))
         await w.put(patient(f"n{round:02d}", gender="male"))  # missing birthdate: sorts last
+
+    seen = await pages_while_writing(store, query, between_pages)
     assert len(seen) == len(set(seen))
     assert {f"p{i:02d}" for i in range(0, 20, 2)} <= set(seen)
 
