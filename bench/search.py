@@ -29,6 +29,8 @@ from bench.search_data import CODES, SNILS, generate, snils  # noqa: E402
 from fhir_server.cli import _in_process  # noqa: E402
 from fhir_server.load import Loader  # noqa: E402
 from fhir_server.settings import Settings  # noqa: E402
+from fhir_server.auth.keys import KeyRing  # noqa: E402
+from fhir_server.auth.tokens import system_token  # noqa: E402
 
 
 def floor_load(files: list[Path], db: Path) -> float:
@@ -102,7 +104,9 @@ def main() -> None:
         n = a.requests
         common, rare = CODES[0][0], CODES[-1][0]
         patients = [rnd.randrange(a.patients) for _ in range(n)]
-        with httpx.Client(timeout=120) as c:
+        settings = Settings(data=data)  # a practitioner's token from the server's own keys
+        token = system_token(KeyRing(settings.keys_path()), settings, base, "user/*.rs", subject="bench")
+        with httpx.Client(timeout=120, headers={"Authorization": f"Bearer {token}"}) as c:
             timed(c, [f"{base}/Patient/p{i}" for i in patients[:20]])  # warm up
             read = timed(c, [f"{base}/Observation/o{rnd.randrange(a.observations)}" for _ in range(n)])
             shapes = {

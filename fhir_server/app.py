@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -10,6 +11,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.audit import Auditor
+from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.bearer import Bearer
+from fhir_server.auth.state import PURGE_EVERY, AuthState, MongoAuthState, SQLiteAuthState
 from fhir_server.errors import OperationOutcomeError, issue, outcome
 from fhir_server.http import json_response
 from fhir_server.metrics import MetricsMiddleware
@@ -31,14 +36,37 @@ def open_store(settings: Settings) -> Store:
     return SQLiteStore(settings.sqlite_path())
 
 
+def open_auth_state(settings: Settings, store: Store) -> AuthState:
+    if settings.store.startswith("mongodb"):
+        return MongoAuthState(store.db)
+    return SQLiteAuthState(settings.auth_state_path())
+
+
+def create_services(settings: Settings, store: Store | None = None) -> Services:
+    store = store or open_store(settings)
+    keys = KeyRing(settings.keys_path())
+    state = open_auth_state(settings, store)
+    external = None
+    if settings.external_issuer:
+        from fhir_server.auth.external import ExternalProvider
+
+        external = ExternalProvider(settings, store)
+    return Services(settings=settings, store=store, keys=keys, auth_state=state,
+                    bearer=Bearer(keys, state, settings, external), auditor=Auditor(store))
+
+
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
-    svc = Services(settings=settings, store=store or open_store(settings))
+    svc = create_services(settings, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         if hasattr(svc.store, "start"):
             await svc.store.start()
+        purger = asyncio.get_running_loop().create_task(_purge_auth_state(svc.auth_state))
         yield
+        purger.cancel()
+        await svc.auditor.close()
+        await svc.auth_state.close()
         await svc.store.close()
 
     app = Starlette(
@@ -49,6 +77,16 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     app.state.services = svc
     app.add_middleware(MetricsMiddleware)
     return app
+
+
+async def _purge_auth_state(state: AuthState) -> None:
+    """Expired codes, refresh tokens, revocations and assertion ids are deleted now and then."""
+    while True:
+        try:
+            await state.purge()
+        except Exception:  # noqa: BLE001 - logged; the next round tries again
+            log.exception("could not purge expired authorization state")
+        await asyncio.sleep(PURGE_EVERY)
 
 
 async def _outcome_error(request: Request, exc: OperationOutcomeError) -> Response:

@@ -9,12 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.http import base_url, json_response, negotiate, wants_pretty
+from fhir_server.search import composite
 from fhir_server.search import params as search_params
 from fhir_server.search.plan import STORE_PARAMS
 from fhir_server.services import Services
 
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
-SEARCH_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri")
+SEARCH_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri", "composite")
 VERSION = "0.1.0"
 
 
@@ -39,6 +40,7 @@ def _resources() -> list[dict]:
             {"name": code, "definition": p.url, "type": p.type}
             for code, p in sorted(search_params.params_for(type).items())
             if p.type in SEARCH_TYPES and (p.expression or code in STORE_PARAMS)
+            and (p.type != "composite" or composite.supported(type, code))
         ]
         params += [{"name": "_list", "type": "special", "documentation": "The items of List/[id]"}]
         includes = ["*"] + [f"{type}:{code}" for code, p in sorted(search_params.params_for(type).items())
@@ -83,5 +85,9 @@ def statement(base: str) -> dict:
 
 
 async def handle(request: Request, svc: Services) -> Response:
-    body = orjson.dumps(statement(base_url(request, svc.settings.base_url)))
+    from fhir_server.auth.smart_configuration import capability_security
+
+    out = statement(base_url(request, svc.settings.base_url))
+    out["rest"][0]["security"] = capability_security(request, svc)
+    body = orjson.dumps(out)
     return json_response(body, 200, None, negotiate(request), wants_pretty(request))

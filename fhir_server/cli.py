@@ -1,4 +1,4 @@
-"""The ``telemed`` command: serve, load."""
+"""The ``telemed`` command: serve, load; the local authorization server's client, user, token and keys."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ def load(
     data: Optional[Path] = typer.Option(None, help="Data directory of the embedded store."),
     store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help="mongodb://... to use MongoDB."),
     url: Optional[str] = typer.Option(None, help="Load into a running server at this FHIR base URL instead."),
+    token: Optional[str] = typer.Option(None, envvar="TELEMED_TOKEN",
+                                        help="With --url: the access token (see `telemed token`) to load with."),
     chunk: int = typer.Option(100, help="Resources per batch."),
     concurrency: int = typer.Option(4, help="Batches in flight."),
 ) -> None:
@@ -82,7 +84,8 @@ def load(
     async def run():
         with progress_bar(disable=not console.is_terminal) as progress:
             if url:
-                async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=120) as client:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=120, headers=headers) as client:
                     return await Loader(client, chunk, concurrency).load(files, progress)
             return await _in_process(lambda client: Loader(client, chunk, concurrency).load(files, progress),
                                      _settings(data, store))
@@ -100,11 +103,206 @@ async def _in_process(work, settings: Settings):
     """Run ``work(client)`` against the app in this process (ASGI transport, no network)."""
     from fhir_server.app import create_app
 
+    from fhir_server.auth.tokens import system_token
+
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://telemed.local/fhir", timeout=None) as client:
+        base = "http://telemed.local/fhir"
+        svc = application.state.services
+        headers = {"Authorization": f"Bearer {system_token(svc.keys, svc.settings, base, lifetime=7 * 24 * 3600)}"}
+        async with httpx.AsyncClient(transport=transport, base_url=base, timeout=None, headers=headers) as client:
             return await work(client)
+
+
+# The local authorization server: clients, users, tokens, keys.
+
+client_app = typer.Typer(help="Clients registered with the local authorization server.", no_args_is_help=True)
+user_app = typer.Typer(help="User accounts (practitioners, patients) of the local authorization server.",
+                       no_args_is_help=True)
+keys_app = typer.Typer(help="The local authority's signing keys.", no_args_is_help=True)
+app.add_typer(client_app, name="client")
+app.add_typer(user_app, name="user")
+app.add_typer(keys_app, name="keys")
+
+DATA_HELP = "Data directory (default ./data)."
+DEFAULT_BASE = "http://127.0.0.1:8080/fhir"  # ``telemed serve``'s default address
+STORE_HELP = "mongodb://... when the server uses MongoDB."
+
+
+async def _with_auth_state(settings: Settings, work):
+    """Run ``work(state)`` on the authority's state (the server may be running: the store is shared)."""
+    from fhir_server.app import open_auth_state, open_store
+
+    store = open_store(settings)
+    state = open_auth_state(settings, store)
+    try:
+        return await work(state)
+    finally:
+        await state.close()
+        await store.close()
+
+
+@client_app.command("add")
+def client_add(
+    name: str = typer.Option(..., help="The application's name (shown on the login page)."),
+    scope: str = typer.Option(..., help='Scopes the client may be granted, e.g. "launch/patient openid fhirUser patient/*.rs".'),
+    public: bool = typer.Option(False, "--public", help="A public client (browser or native app, PKCE only)."),
+    secret: bool = typer.Option(False, "--secret", help="A confidential client with a generated secret."),
+    jwks: Optional[Path] = typer.Option(None, help="A JWK Set file of the client's public keys (private_key_jwt)."),
+    jwks_url: Optional[str] = typer.Option(None, help="The URL of the client's JWK Set (private_key_jwt)."),
+    redirect_uri: list[str] = typer.Option([], help="A registered redirect URI (repeatable)."),
+    grant_type: list[str] = typer.Option([], help="authorization_code, refresh_token, client_credentials (repeatable; default by type)."),
+    client_id: Optional[str] = typer.Option(None, help="The client_id (default: generated)."),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help=STORE_HELP),
+) -> None:
+    """Register a client; prints its client_id (and a confidential client's secret, shown only once)."""
+    import json
+
+    from fhir_server.auth import accounts
+
+    kinds = [k for k, on in (("public", public), ("secret", secret), ("jwks", jwks), ("jwks-url", jwks_url)) if on]
+    if len(kinds) != 1:
+        console.print("[red]choose one of --public, --secret, --jwks FILE, --jwks-url URL[/red]")
+        raise typer.Exit(2)
+    spec: dict = {"name": name, "scope": scope, "redirect_uris": redirect_uri, "client_id": client_id,
+                  "grant_types": grant_type or None,
+                  "type": {"public": "public", "secret": "confidential-symmetric"}.get(kinds[0], "confidential-asymmetric")}
+    try:
+        if jwks:
+            spec["jwks"] = json.loads(jwks.read_text())
+        if jwks_url:
+            spec["jwks_url"] = jwks_url
+        record, generated = accounts.new_client(spec)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]invalid client:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not asyncio.run(_with_auth_state(_settings(data, store), lambda state: accounts.save_client(state, record))):
+        console.print(f"[red]client_id {record['client_id']} is taken[/red]")
+        raise typer.Exit(1)
+    typer.echo(f"client_id: {record['client_id']}")
+    if generated:
+        typer.echo(f"client_secret: {generated}")
+        console.print("The secret is not stored and is shown only now.")
+
+
+@client_app.command("list")
+def client_list(
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help=STORE_HELP),
+) -> None:
+    """List registered clients (tab-separated: client_id, type, name, grant types, scope)."""
+    from fhir_server.auth import accounts
+
+    for c in asyncio.run(_with_auth_state(_settings(data, store), accounts.list_clients)):
+        typer.echo("\t".join([c["client_id"], c["type"], c["name"], ",".join(c["grant_types"]), c["scope"]]))
+
+
+@client_app.command("remove")
+def client_remove(
+    client_id: str = typer.Argument(..., help="The client to remove."),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help=STORE_HELP),
+) -> None:
+    """Remove a client (its tokens stay valid until they expire; revoke them to end them now)."""
+    from fhir_server.auth import accounts
+
+    if not asyncio.run(_with_auth_state(_settings(data, store), lambda s: accounts.remove_client(s, client_id))):
+        console.print(f"[red]no client {client_id}[/red]")
+        raise typer.Exit(1)
+    typer.echo(f"removed {client_id}")
+
+
+@user_app.command("add")
+def user_add(
+    username: str = typer.Option(..., help="The login name."),
+    fhir_user: str = typer.Option(..., help="The user's FHIR resource: Practitioner/1, Patient/2, ..."),
+    password: Optional[str] = typer.Option(None, help="The password (prefer --password-stdin: arguments are visible to other users)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help=STORE_HELP),
+) -> None:
+    """Create a user account linked to a Practitioner or Patient."""
+    from fhir_server.auth import accounts
+
+    if password_stdin == (password is not None):
+        console.print("[red]give exactly one of --password or --password-stdin[/red]")
+        raise typer.Exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        record = accounts.new_user(username, password, fhir_user)
+    except ValueError as exc:
+        console.print(f"[red]invalid user:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not asyncio.run(_with_auth_state(_settings(data, store), lambda state: accounts.save_user(state, record))):
+        console.print(f"[red]username {username} is taken[/red]")
+        raise typer.Exit(1)
+    typer.echo(f"user: {username} ({fhir_user})")
+
+
+@user_app.command("list")
+def user_list(
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help=STORE_HELP),
+) -> None:
+    """List user accounts (tab-separated: username, fhirUser)."""
+    from fhir_server.auth import accounts
+
+    for u in asyncio.run(_with_auth_state(_settings(data, store), accounts.list_users)):
+        typer.echo(f"{u['username']}\t{u['fhirUser']}")
+
+
+@user_app.command("remove")
+def user_remove(
+    username: str = typer.Argument(..., help="The user to remove."),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help=STORE_HELP),
+) -> None:
+    """Remove a user account."""
+    from fhir_server.auth import accounts
+
+    if not asyncio.run(_with_auth_state(_settings(data, store), lambda s: accounts.remove_user(s, username))):
+        console.print(f"[red]no user {username}[/red]")
+        raise typer.Exit(1)
+    typer.echo(f"removed {username}")
+
+
+@app.command()
+def token(
+    scope: str = typer.Option(..., help='The scopes, e.g. "system/*.*" (an admin token) or "system/Patient.rs".'),
+    url: Optional[str] = typer.Option(None, help="The server's FHIR base URL: the token's aud (and iss unless the issuer setting is set)."),
+    lifetime: int = typer.Option(300, min=1, max=24 * 3600, help="Seconds the token is valid."),
+    subject: str = typer.Option("telemed-cli", help="The token's sub and client_id."),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+) -> None:
+    """Print a short-lived access token signed by the local authority (for administration and scripts)."""
+    from fhir_server.auth import scopes as scope_parser
+    from fhir_server.auth import tokens
+    from fhir_server.auth.keys import KeyRing
+
+    settings = _settings(data, None, base_url=url.rstrip("/") if url else None)
+    if not scope_parser.parse(scope).grants:
+        console.print("[red]--scope needs at least one resource scope such as system/*.*[/red]")
+        raise typer.Exit(2)
+    keys = KeyRing(settings.keys_path())
+    typer.echo(tokens.system_token(keys, settings, DEFAULT_BASE, scope_parser.parse(scope).text, lifetime, subject))
+
+
+@keys_app.command("rotate")
+def keys_rotate(data: Optional[Path] = typer.Option(None, help=DATA_HELP)) -> None:
+    """Make a new signing key; the previous one stays valid, older ones are removed."""
+    from fhir_server.auth.keys import KeyRing
+
+    settings = _settings(data, None)
+    try:
+        kid = KeyRing(settings.keys_path()).rotate()
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    typer.echo(f"new signing key: {kid}")
+    console.print("Running servers sign with the new key within seconds; tokens of the previous key stay valid.")
 
 
 if __name__ == "__main__":

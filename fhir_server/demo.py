@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from fhir_server.settings import Settings
+from profiles import SNILS_SYSTEM as SNILS  # СНИЛС, the person's insurance number
 
-SNILS = "http://nsi.rosminzdrav.ru/snils"  # СНИЛС, the person's insurance number
 OMS = "urn:oid:1.2.643.5.1.13.2.1.1.1"  # полис ОМС
 OID_MO = "urn:oid:1.2.643.5.1.13.13.99.2.114"  # register of medical organisations (FRMO)
 LOINC = "http://loinc.org"

@@ -10,6 +10,13 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from fhir_server import capability, metrics
+from fhir_server.auth import admin_api, smart_configuration
+from fhir_server.auth.authorize import Authorize
+from fhir_server.auth.client_auth import ClientAuth
+from fhir_server.auth.introspect import Introspect
+from fhir_server.auth.ratelimit import SlidingWindow
+from fhir_server.auth.revoke import Revoke
+from fhir_server.auth.token_endpoint import TokenEndpoint
 from fhir_server.interactions import create, delete, history, patch, read, search, transaction, update, vread
 from fhir_server.services import Services
 
@@ -22,6 +29,11 @@ def routes(svc: Services) -> list[Route]:
             return await handler(request, svc)
 
         return Route(path, endpoint, methods=[method], name=name)
+
+    # The local authorization server's per-process state: the rate limits and fetched client JWKS.
+    clients = ClientAuth()
+    authorize = Authorize(SlidingWindow(svc.settings.token_rate_limit))
+    token = TokenEndpoint(clients, SlidingWindow(svc.settings.token_rate_limit))
 
     # Read first: it is the hottest path. The convertors keep ``_history``, ``_search`` and
     # ``$operation`` segments from matching ``{id}``.
@@ -44,6 +56,23 @@ def routes(svc: Services) -> list[Route]:
         r("/fhir/{type:fhirtype}/{id:fhirid}/_history/{vid}", vread.handle, "GET", "vread"),
         r("/fhir/{type:fhirtype}/{id:fhirid}/_history", history.handle, "GET", "history-instance"),
         Route("/metrics", metrics.endpoint, methods=["GET"], name="metrics"),
+        # The local authorization server (SMART App Launch 2.x) and its admin API.
+        r("/fhir/.well-known/smart-configuration", smart_configuration.smart_configuration, "GET", "smart-configuration"),
+        r("/fhir/.well-known/openid-configuration", smart_configuration.openid_configuration, "GET", "openid-configuration"),
+        r("/auth/jwks", smart_configuration.jwks, "GET", "jwks"),
+        r("/auth/authorize", authorize.handle, "GET", "authorize"),
+        r("/auth/authorize", authorize.handle, "POST", "authorize-post"),
+        r("/auth/token", token.handle, "POST", "token"),
+        r("/auth/introspect", Introspect(clients).handle, "POST", "introspect"),
+        r("/auth/revoke", Revoke(clients).handle, "POST", "revoke"),
+        r("/admin/clients", admin_api.list_clients, "GET", "admin-clients"),
+        r("/admin/clients", admin_api.create_client, "POST", "admin-client-create"),
+        r("/admin/clients/{client_id}", admin_api.read_client, "GET", "admin-client"),
+        r("/admin/clients/{client_id}", admin_api.delete_client, "DELETE", "admin-client-delete"),
+        r("/admin/users", admin_api.list_users, "GET", "admin-users"),
+        r("/admin/users", admin_api.create_user, "POST", "admin-user-create"),
+        r("/admin/users/{username}", admin_api.delete_user, "DELETE", "admin-user-delete"),
+        r("/admin/launch", admin_api.create_launch, "POST", "admin-launch"),
     ]
 
 

@@ -1,9 +1,16 @@
-"""What every handler is given: the settings and the store, built once by ``create_app``."""
+"""What every handler is given: the settings, the store and the authority, built once by ``create_app``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
+from fhir_server.audit import Auditor
+from fhir_server.auth.bearer import Bearer
+from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.principal import Principal
+from fhir_server.auth.state import AuthState
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
 
@@ -12,10 +19,11 @@ from fhir_server.storage.port import Store
 class Services:
     settings: Settings
     store: Store
+    keys: KeyRing
+    auth_state: AuthState
+    bearer: Bearer
+    auditor: Auditor
 
-    def is_admin(self, request) -> bool:
-        """Whether the caller may do administrative things such as ``_cascade=delete``.
-
-        Until authorization is configured every caller is the local administrator.
-        """
-        return True
+    async def principal(self, request: Request) -> Principal:
+        """The caller of ``request`` (401 without a valid access token)."""
+        return await self.bearer.principal(request)

@@ -30,19 +30,39 @@ class Settings(BaseSettings):
     max_includes: int = 1000
     log_level: str = "INFO"
 
-    @field_validator("store")
-    @classmethod
-    def _store_scheme(cls, v: str) -> str:
-        if v and not v.startswith(("mongodb://", "mongodb+srv://", "sqlite:")):
-            raise ValueError("store must be empty (embedded SQLite), sqlite:PATH or a mongodb:// URI")
-        return v
-
-    @field_validator("max_body_bytes", "max_depth", "default_count", "max_count")
+    # The local authorization server. ``issuer`` is its issuer URL and the ``iss`` of its tokens;
+    # empty: the FHIR base URL (``base_url``, else derived from the request).
+    issuer: str = ""
+    access_token_seconds: int = 900
+    refresh_token_seconds: int = 30 * 24 * 3600
+    authorization_code_seconds: int = 60
+    # Token endpoint requests per minute per client and IP address (brute-force protection).
+    token_rate_limit: int = 30
+    # An external OpenID Connect provider (the national identity system, RU-7) whose access
+    # tokens are accepted: its issuer, the audience its tokens carry for us, its JWKS URL, and
+    # the claim holding the user's SNILS (matched to a Practitioner or Patient identifier).
+    external_issuer: str = ""
+    external_audience: str = ""
+    external_jwks_url: str = ""
+    external_snils_claim: str = "snils"
+    # Scopes of a matched user whose external token carries no SMART scopes.
+    external_practitioner_scope: str = "user/*.cruds"
+    external_patient_scope: str = "patient/*.rs"
+    @field_validator("max_body_bytes", "max_depth", "default_count", "max_count", "access_token_seconds",
+                     "refresh_token_seconds", "authorization_code_seconds", "token_rate_limit")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("must be positive")
         return v
+
+    def keys_path(self) -> Path:
+        return self.data / "keys"
+
+    def auth_state_path(self) -> Path:
+        """The authority's state beside the embedded store (``auth.sqlite3``)."""
+        path = self.sqlite_path()
+        return path.with_name(path.stem + "-auth.sqlite3")
 
     def sqlite_path(self) -> Path:
         if self.store.startswith("sqlite:"):

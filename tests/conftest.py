@@ -18,6 +18,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.tokens import auth
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from tests.fhir_server.server_process import free_port
@@ -77,5 +78,5 @@ async def app(settings):
 @pytest.fixture
 async def client(app):
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver/fhir") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver/fhir", headers=auth(app)) as c:
         yield c

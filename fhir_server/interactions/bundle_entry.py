@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from fhir_server.auth.access import Access
 from fhir_server.errors import OperationOutcomeError, invalid
 from fhir_server.http import etag, parse_etag
 from fhir_server.interactions import create, delete, patch, update
@@ -119,11 +120,11 @@ def located(exc: OperationOutcomeError, e: Entry) -> OperationOutcomeError:
     return exc
 
 
-async def plan_write(svc: Services, e: Entry, resource: dict | None, assigned_id: str | None) -> Planned:
+async def plan_write(svc: Services, access: Access, e: Entry, resource: dict | None, assigned_id: str | None) -> Planned:
     """Plan a write entry. ``resource`` has its references already resolved."""
     if e.method == "POST":
         resource.pop("id", None)
-        return await create.plan(svc, resource, e.if_none_exist, id=assigned_id)
+        return await create.plan(svc, access, resource, e.if_none_exist, id=assigned_id)
     if e.method == "PUT":
         if e.id:
             check_id(e.id, f"{e.where}.request.url")
@@ -131,22 +132,22 @@ async def plan_write(svc: Services, e: Entry, resource: dict | None, assigned_id
                 raise invalid(f"The resource id '{resource.get('id')}' differs from the id in request.url",
                               f"{e.where}.resource.id")
             resource["id"] = e.id
-            return await update.plan(svc, e.type, e.id, resource, e.if_match)
+            return await update.plan(svc, access, e.type, e.id, resource, e.if_match)
         if not e.query:
             raise invalid("A PUT entry's request.url must be Type/id or Type?criteria", f"{e.where}.request.url")
         if assigned_id and "id" not in resource:
             resource["id"] = assigned_id
-        return await update.plan_conditional(svc, e.type, e.query, resource, e.if_match)
+        return await update.plan_conditional(svc, access, e.type, e.query, resource, e.if_match)
     if e.method == "DELETE":
         if e.id:
-            return await delete.plan(svc, e.type, e.id, cascade=False)
-        return await delete.plan_conditional(svc, e.type, e.query, cascade=False)
+            return await delete.plan(svc, access, e.type, e.id, cascade=False)
+        return await delete.plan_conditional(svc, access, e.type, e.query, cascade=False)
     if e.method == "PATCH":
         if not e.id:
             raise invalid("PATCH entries need request.url Type/id", f"{e.where}.request.url")
         kind, document = _patch_document(e)
         check_depth(document, svc.settings.max_depth + patch.PATCH_DEPTH, f"{e.where}.resource")
-        return await patch.plan(svc, e.type, e.id, kind, document, e.if_match)
+        return await patch.plan(svc, access, e.type, e.id, kind, document, e.if_match)
     raise invalid(f"{e.method} is not a write", f"{e.where}.request.method")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.audit import audited
+from fhir_server.auth.access import Access, for_request, outside
 from fhir_server.errors import OperationOutcomeError, forbidden, invalid, issue, outcome
 from fhir_server.http import json_response, negotiate, parse_etag, version_headers
 from fhir_server.interactions.conditional import criteria, single_match
@@ -20,8 +22,12 @@ from fhir_server.write import Planned, as_stored, check_id, check_if_match, chec
 MAX_CASCADE = 1000
 
 
-async def plan(svc: Services, type: str, id: str, cascade: bool, if_match: int | None = None) -> Planned:
+async def plan(svc: Services, access: Access, type: str, id: str, cascade: bool,
+               if_match: int | None = None) -> Planned:
+    rule = access.rule(type, "d")
     current = await svc.store.read(type, id)
+    if current is not None and not current.deleted and not await access.permits(rule, current):
+        raise outside(type)
     check_if_match(current, if_match, type, id)
     if current is None or current.deleted:
         return Planned(204, message=f"{type}/{id} does not exist or is already deleted")
@@ -58,23 +64,23 @@ def still_referenced(target: str, referrers: list[str], limit: int) -> Operation
     )
 
 
-async def plan_conditional(svc: Services, type: str, query_string: str, cascade: bool) -> Planned:
+async def plan_conditional(svc: Services, access: Access, type: str, query_string: str, cascade: bool) -> Planned:
     query = criteria(type, query_string, "Conditional delete")
     found = await single_match(svc, query, "Conditional delete")
     if found is None:
         return Planned(204, message=f"No {type} matches {query}; nothing was deleted")
-    planned = await plan(svc, type, found.id, cascade)
+    planned = await plan(svc, access, type, found.id, cascade)
     planned.guards.append(Guard(query, frozenset({found.id})))
     return planned
 
 
-def _cascade(request: Request, svc: Services) -> bool:
+async def _cascade(request: Request, svc: Services) -> bool:
     value = request.query_params.get("_cascade")
     if value is None:
         return False
     if value != "delete":
         raise invalid("_cascade supports only the value 'delete'", "_cascade")
-    if not svc.is_admin(request):
+    if not (await svc.principal(request)).admin:
         raise forbidden("Only an administrator may delete with _cascade=delete", "_cascade")
     return True
 
@@ -92,16 +98,20 @@ async def handle(request: Request, svc: Services) -> Response:
     check_type(type)
     check_id(id)
     negotiate(request)
-    cascade = _cascade(request, svc)
+    cascade = await _cascade(request, svc)
     value = request.headers.get("if-match")
     if_match = parse_etag(value) if value else None
-    return respond(request, await commit_planned(svc.store, lambda: plan(svc, type, id, cascade, if_match)))
+    access = await for_request(request, svc)
+    return respond(request, await commit_planned(svc.store, audited(request, "delete",
+                                                                    lambda: plan(svc, access, type, id, cascade, if_match))))
 
 
 async def handle_conditional(request: Request, svc: Services) -> Response:
     type = request.path_params["type"]
     check_type(type)
     negotiate(request)
-    cascade = _cascade(request, svc)
+    cascade = await _cascade(request, svc)
     qs = "&".join(p for p in request.url.query.split("&") if not p.startswith("_cascade="))
-    return respond(request, await commit_planned(svc.store, lambda: plan_conditional(svc, type, qs, cascade)))
+    access = await for_request(request, svc)
+    return respond(request, await commit_planned(svc.store, audited(request, "delete",
+                                                                    lambda: plan_conditional(svc, access, type, qs, cascade))))

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.bundle_bytes import bundle, entry
+from fhir_server.auth.access import Access, for_request
 from fhir_server.errors import invalid, not_found
 from fhir_server.http import base_url, etag, http_date, json_response, negotiate, wants_pretty
 from fhir_server.interactions.respond import shaped
@@ -73,10 +74,14 @@ def history_entry(base: str, s: Stored, resource: bytes | dict | None) -> bytes:
 async def handle(request: Request, svc: Services) -> Response:
     type = request.path_params.get("type")
     id = request.path_params.get("id")
+    access = await for_request(request, svc)
     if type:
         check_type(type)
-    if id and await svc.store.read(type, id) is None:
-        raise not_found(f"{type}/{id} is not known", f"{type}/{id}")
+        access.rule(type, "r" if id else "s")
+    if id:
+        current = await svc.store.read(type, id)
+        if current is None or not (current.deleted or await access.visible(current)):
+            raise not_found(f"{type}/{id} is not known", f"{type}/{id}")
     count = count_param(request.query_params.get("_count"), svc)
     since, at = _instant(request, "_since"), _instant(request, "_at")
     cursor = request.query_params.get("_cursor")
@@ -85,7 +90,20 @@ async def handle(request: Request, svc: Services) -> Response:
     path = "/".join(p for p in (base, type, id, "_history") if p)
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
     links = paging_links(path, params, cursor, page.next_cursor, page.prev_cursor, count)
-    entries = [history_entry(base, s, shaped(request, s.json) if not s.deleted else None) for s in page.entries]
+    # Each version is shown only when the caller may see it (for a deletion: the type's scope).
+    shown = [s for s in page.entries if await _visible(access, s, "r" if id else "s")]
+    entries = [history_entry(base, s, shaped(request, s.json) if not s.deleted else None) for s in shown]
+    svc.auditor.record(request, "history-instance" if id else "history-type" if type else "history-system", shown)
     body = bundle({"resourceType": "Bundle", "type": "history", "link": links}, entries)
     headers = {"Last-Modified": http_date(page.entries[0].last_updated)} if page.entries else None
     return json_response(body, 200, headers, negotiate(request), wants_pretty(request))
+
+
+async def _visible(access: Access, s: Stored, letter: str) -> bool:
+    if s.deleted:
+        try:
+            rule = access.rule(s.type, letter)
+        except Exception:  # noqa: BLE001 - no grant on the type
+            return False
+        return rule.system or (rule.patient is None and not rule.participation)
+    return await access.visible(s, letter)

@@ -14,7 +14,10 @@ from starlette.responses import Response
 from fhir_server.errors import invalid, not_found, unprocessable
 from fhir_server.http import JSON_TYPES, parse_etag, read_json
 from fhir_server.interactions.conditional import criteria, single_match
-from fhir_server.interactions.read import current
+from fhir_server.audit import audited
+from fhir_server.auth import consultation
+from fhir_server.auth.access import Access, for_request, outside
+from fhir_server.interactions.read import visible_current
 from fhir_server.interactions.respond import preflight, resource_response
 from fhir_server.patch.fhirpath_patch import apply_fhirpath_patch
 from fhir_server.patch.json_patch import apply_json_patch
@@ -37,14 +40,18 @@ def patched(resource: dict, kind: str, document: object) -> dict:
     return apply_fhirpath_patch(resource, document)
 
 
-async def plan(svc: Services, type: str, id: str, kind: str, document: object, if_match: int | None) -> Planned:
-    stored = await current(svc, type, id)
+async def plan(svc: Services, access: Access, type: str, id: str, kind: str, document: object,
+               if_match: int | None) -> Planned:
+    stored = await visible_current(svc, access, type, id, "u")
     check_if_match(stored, if_match, type, id)
     result = patched(orjson.loads(stored.json), kind, document)
     if result.get("resourceType") != type or result.get("id") != id:
         raise unprocessable("A patch may not change the resource's type or id", f"{type}.id")
     accept(result, type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
+    await consultation.stamp(svc.store, result, id)
     write = new_version(result, id, stored.version + 1, "PATCH")
+    if not await access.permits(access.rule(type, "u"), resource=result, index=write.index):
+        raise outside(type)
     return Planned(200, as_stored(write), [write])
 
 
@@ -67,7 +74,8 @@ async def handle(request: Request, svc: Services) -> Response:
     preflight(request)
     kind, document = await _document(request, svc)
     if_match = _if_match(request)
-    done = await commit_planned(svc.store, lambda: plan(svc, type, id, kind, document, if_match))
+    access = await for_request(request, svc)
+    done = await commit_planned(svc.store, audited(request, "patch", lambda: plan(svc, access, type, id, kind, document, if_match)))
     return resource_response(request, svc, done.stored, done.status)
 
 
@@ -78,15 +86,16 @@ async def handle_conditional(request: Request, svc: Services) -> Response:
     kind, document = await _document(request, svc)
     if_match = _if_match(request)
     qs = request.url.query
+    access = await for_request(request, svc)
 
     async def plan_conditional() -> Planned:
         query = criteria(type, qs, "Conditional patch")
         found = await single_match(svc, query, "Conditional patch")
         if found is None:
             raise not_found(f"No {type} matches {query}", "Conditional patch")
-        planned = await plan(svc, type, found.id, kind, document, if_match)
+        planned = await plan(svc, access, type, found.id, kind, document, if_match)
         planned.guards.append(Guard(query, frozenset({found.id})))
         return planned
 
-    done = await commit_planned(svc.store, plan_conditional)
+    done = await commit_planned(svc.store, audited(request, "patch", plan_conditional))
     return resource_response(request, svc, done.stored, done.status)

@@ -16,7 +16,7 @@ creates; a resource read after a PUT is the new version. ``Pending`` wraps the s
 from __future__ import annotations
 
 from fhir_server.search.plan import Query
-from fhir_server.storage.port import Guard, SearchPage, Store, Stored, Write
+from fhir_server.storage.port import RECORD_TYPES, Guard, SearchPage, Store, Stored, Write
 from fhir_server.write import as_stored
 
 
@@ -71,7 +71,7 @@ class Pending:
             refs = [r for r in await self.store.referrers([target], limit + len(self.writes))
                     if self._still_refers(r, target)]
             refs += [f"{t}/{i}" for (t, i), w in self.writes.items()
-                     if not w.deleted and w.index is not None and f"{t}/{i}" not in refs
+                     if not w.deleted and w.index is not None and t not in RECORD_TYPES and f"{t}/{i}" not in refs
                      and any(ref == target for _, ref in w.index.references)]
             if refs:
                 return target, refs

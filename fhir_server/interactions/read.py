@@ -8,6 +8,7 @@ from email.utils import parsedate_to_datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.access import Access, for_request
 from fhir_server.errors import gone, not_found
 from fhir_server.http import header, version_headers
 from fhir_server.interactions.respond import resource_response
@@ -27,9 +28,24 @@ async def current(svc: Services, type: str, id: str) -> Stored:
     return stored
 
 
+async def visible_current(svc: Services, access: Access, type: str, id: str, letter: str = "r") -> Stored:
+    """The current version if the caller may see it; a resource they may not see answers like a
+    missing one (404), and so does a deletion of one they could not see."""
+    check_type(type)
+    rule = access.rule(type, letter)
+    stored = await svc.store.read(type, id)
+    if stored is not None and stored.deleted and (rule.system or (rule.patient is None and not rule.participation
+                                                                  and not rule.constraints)):
+        raise gone(f"{type}/{id} was deleted", f"{type}/{id}", headers=version_headers(stored))
+    if stored is None or stored.deleted or not await access.permits(rule, stored):
+        raise not_found(f"{type}/{id} is not known", f"{type}/{id}")
+    return stored
+
+
 async def handle(request: Request, svc: Services) -> Response:
     p = request.path_params
-    stored = await current(svc, p["type"], p["id"])
+    stored = await visible_current(svc, await for_request(request, svc), p["type"], p["id"])
+    svc.auditor.record(request, "read", [stored])
     if not_modified(request, stored):
         return Response(status_code=304, headers=version_headers(stored))
     return resource_response(request, svc, stored)

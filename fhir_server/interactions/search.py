@@ -6,11 +6,13 @@ Unknown parameters are ignored and reported in an OperationOutcome entry under
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+import dataclasses
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.access import for_request
 from fhir_server.bundle_bytes import bundle, entry
 from fhir_server.errors import OperationOutcomeError, invalid, issue, outcome, structure
 from fhir_server.http import base_url, json_response, negotiate, read_body, wants_pretty
@@ -46,7 +48,13 @@ async def handle(request: Request, svc: Services) -> Response:
 
 async def respond(request: Request, svc: Services, type: str, items: list[tuple[str, str]]) -> Response:
     strict = "handling=strict" in request.headers.get("prefer", "")
+    access = await for_request(request, svc)
+    rule = access.rule(type, "s")
     query = parse_query(type, items, strict=strict)
+    extra = await access.restrict(rule, [])
+    limits = parse_query(type, extra, strict=True).clauses
+    if limits:
+        query = dataclasses.replace(query, clauses=query.clauses + limits)
     params = dict(items)
     summary = parse_summary(params.get("_summary"))
     total_mode = params.get("_total")
@@ -58,7 +66,7 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
     counted = total_mode in ("estimate", "accurate") or (total_mode is None and count == 0)
     cursor = params.get("_cursor")
     page = await execute.search(svc.store, query, count=count, cursor=cursor, total=counted,
-                                bound=svc.settings.max_chain_ids)
+                                bound=svc.settings.max_chain_ids, limit=access.limit)
     if page.total is None and total_mode is None and not cursor and not page.next_cursor:
         page = SearchPage(page.entries, len(page.entries), None)
     base = base_url(request, svc.settings.base_url)
@@ -68,6 +76,7 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
     if page.total is not None:
         envelope["total"] = page.total
     envelope["link"] = links
+    shown_included: list = []
     entries = [
         entry({"fullUrl": f"{base}/{type}/{s.id}", "search": {"mode": "match"}}, shaped(request, s.json))
         for s in page.entries
@@ -76,10 +85,13 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
                       name, severity="warning") for name in query.unknown]
     if query.includes and page.entries:
         included = await execute.include(svc.store, query, page.entries, svc.settings.max_includes)
+        shown_included = await access.visible_only(included.resources)
         entries += [entry({"fullUrl": f"{base}/{s.type}/{s.id}", "search": {"mode": "include"}}, shaped(request, s.json))
-                    for s in included.resources]
+                    for s in shown_included]
         warnings += [issue("too-costly", f"Not included: {note}", "_include", severity="warning")
                      for note in included.left_out]
+    svc.auditor.record(request, "search-type", [*page.entries, *shown_included],
+                       query=f"{type}?{urlencode(items + extra)}")
     if warnings:
         entries.append(entry({"search": {"mode": "outcome"}}, outcome(warnings)))
     body = bundle(envelope, entries)

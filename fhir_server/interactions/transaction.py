@@ -10,9 +10,13 @@ concurrent writer changes a resource the bundle read, the whole bundle is planne
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server import audit
+from fhir_server.auth.access import for_request
 from fhir_server.bundle_bytes import bundle, entry
 from fhir_server.errors import OperationOutcomeError, invalid, structure
 from fhir_server.http import base_url, json_response, negotiate, read_json, wants_pretty
@@ -25,7 +29,7 @@ from fhir_server.interactions.delete import still_referenced
 from fhir_server.interactions.pending import Pending
 from fhir_server.references import resolve_references
 from fhir_server.services import Services
-from fhir_server.write import Planned, commit_retrying, new_id
+from fhir_server.write import Planned, commit_retrying, new_id, new_version
 
 
 async def handle(request: Request, svc: Services) -> Response:
@@ -49,6 +53,7 @@ async def handle(request: Request, svc: Services) -> Response:
 
 
 async def run(request: Request, svc: Services, raw_entries: list, base: str) -> list[bytes]:
+    access = await for_request(request, svc)
     entries = [parse_entry(i, raw, base) for i, raw in enumerate(raw_entries)]
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT", "PATCH"):
@@ -58,7 +63,8 @@ async def run(request: Request, svc: Services, raw_entries: list, base: str) -> 
 
     async def attempt() -> list[tuple[Entry, Planned | bytes]]:
         pending = Pending(svc.store)
-        tx = Services(settings=svc.settings, store=pending)
+        tx = dataclasses.replace(svc, store=pending)
+        tx_access = access.on(tx)
         results: dict[int, Planned | bytes] = {}
         owner: dict[tuple[str, str], Entry] = {}
         guards = []
@@ -67,7 +73,7 @@ async def run(request: Request, svc: Services, raw_entries: list, base: str) -> 
             try:
                 resource = (await resolve_references(tx, e.resource, urls, f"{e.where}.resource", cache)
                             if e.resource is not None else None)
-                planned = await plan_write(tx, e, resource, ids.get(e.index))
+                planned = await plan_write(tx, tx_access, e, resource, ids.get(e.index))
                 for w in planned.writes:
                     other = owner.setdefault((w.type, w.id), e)
                     if other is not e:
@@ -93,11 +99,17 @@ async def run(request: Request, svc: Services, raw_entries: list, base: str) -> 
             raise located(still_referenced(target, referrers, svc.settings.max_referrers_listed),
                           owner[tuple(target.split("/", 1))])
         if pending.writes or guards:
-            await svc.store.commit(list(pending.writes.values()), pending.rebased(guards))
+            writes = list(pending.writes.values())
+            if writes:
+                touched = [f"{w.type}/{w.id}" for w in writes]
+                patients = sorted({p for w in writes for p in audit.patients_of(w.type, w.id, w.index)})
+                record = audit.event("transaction", access.who, audit.address(request), touched, patients)
+                writes.append(new_version(record, new_id(), 1, "POST"))
+            await svc.store.commit(writes, pending.rebased(guards))
         for e in entries:  # reads see the committed writes; a failed read is reported in its entry
             if e.method in ("GET", "HEAD"):
                 try:
-                    results[e.index] = await batch.read_entry(request, svc, e)
+                    results[e.index] = await batch.read_entry(request, svc, access, e)
                 except OperationOutcomeError as exc:
                     results[e.index] = batch.error_entry(exc)
         return [(e, results[e.index]) for e in entries]

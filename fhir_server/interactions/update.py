@@ -5,6 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.audit import audited
+from fhir_server.auth import consultation
+from fhir_server.auth.access import Access, for_request, outside
 from fhir_server.errors import invalid
 from fhir_server.http import parse_etag, read_json
 from fhir_server.interactions.conditional import criteria, single_match
@@ -16,27 +19,37 @@ from fhir_server.write import (
 )
 
 
-async def plan(svc: Services, type: str, id: str, resource: dict, if_match: int | None, method: str = "PUT") -> Planned:
+async def plan(svc: Services, access: Access, type: str, id: str, resource: dict, if_match: int | None,
+               method: str = "PUT") -> Planned:
+    rule = access.rule(type, "u")
     current = await svc.store.read(type, id)
+    created = current is None or current.deleted
+    if created:
+        rule = access.rule(type, "c")
+    elif not await access.permits(rule, current):
+        raise outside(type)
     check_if_match(current, if_match, type, id)
     version = current.version + 1 if current else 1
+    await consultation.stamp(svc.store, resource, id)
     write = new_version(resource, id, version, method)
-    created = current is None or current.deleted
+    if not await access.permits(rule, resource=resource, index=write.index):
+        raise outside(type)
     return Planned(201 if created else 200, as_stored(write), [write], location=created)
 
 
-async def plan_conditional(svc: Services, type: str, query_string: str, resource: dict, if_match: int | None) -> Planned:
+async def plan_conditional(svc: Services, access: Access, type: str, query_string: str, resource: dict,
+                           if_match: int | None) -> Planned:
     query = criteria(type, query_string, "Conditional update")
     found = await single_match(svc, query, "Conditional update")
     if found is None:
         id = resource.get("id") or new_id()
-        planned = await plan(svc, type, id, resource, if_match)
+        planned = await plan(svc, access, type, id, resource, if_match)
         planned.guards.append(Guard(query, frozenset()))
         return planned
     if resource.get("id") not in (None, found.id):
         raise invalid(f"The body's id '{resource['id']}' is not the id of the matching resource {type}/{found.id}",
                       f"{type}.id")
-    planned = await plan(svc, type, found.id, resource, if_match)
+    planned = await plan(svc, access, type, found.id, resource, if_match)
     planned.guards.append(Guard(query, frozenset({found.id})))
     return planned
 
@@ -52,7 +65,8 @@ async def handle(request: Request, svc: Services) -> Response:
     if resource["id"] != id:
         raise invalid(f"The body's id '{resource['id']}' differs from the id '{id}' in the URL", f"{type}.id")
     if_match = _if_match(request)
-    done = await commit_planned(svc.store, lambda: plan(svc, type, id, resource, if_match))
+    access = await for_request(request, svc)
+    done = await commit_planned(svc.store, audited(request, "update", lambda: plan(svc, access, type, id, resource, if_match)))
     return resource_response(request, svc, done.stored, done.status, done.location)
 
 
@@ -63,7 +77,9 @@ async def handle_conditional(request: Request, svc: Services) -> Response:
     resource = await _body(request, svc, type)
     if_match = _if_match(request)
     qs = request.url.query
-    done = await commit_planned(svc.store, lambda: plan_conditional(svc, type, qs, resource, if_match))
+    access = await for_request(request, svc)
+    done = await commit_planned(svc.store, audited(request, "update",
+                                                   lambda: plan_conditional(svc, access, type, qs, resource, if_match)))
     return resource_response(request, svc, done.stored, done.status, done.location)
 
 

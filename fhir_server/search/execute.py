@@ -10,6 +10,7 @@ plain clauses.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Awaitable, Callable
 
 import orjson
 from dataclasses import dataclass, replace
@@ -26,18 +27,27 @@ class NoMatch(Exception):
     """A chain or _has matched nothing, so the whole (AND) query matches nothing."""
 
 
-async def resolve(store: Store, query: Query, bound: int) -> Query | None:
+# Extra clauses that keep a chained or reverse-chained search of a type within what the caller
+# may search (access control); None: no limit.
+Limit = Callable[[str], Awaitable[tuple[Clause, ...]]] | None
+
+
+async def resolve(store: Store, query: Query, bound: int, limit: Limit = None) -> Query | None:
     """``query`` with every chain and _has replaced by a plain clause; None if it cannot match."""
     if all(isinstance(c, Clause) for c in query.clauses):
         return query
     try:
-        clauses = tuple([await _resolve(store, query.type, c, bound) for c in query.clauses])
+        clauses = tuple([await _resolve(store, query.type, c, bound, limit) for c in query.clauses])
     except NoMatch:
         return None
     return replace(query, clauses=clauses)
 
 
-async def _resolve(store: Store, type: str, f: Filter, bound: int) -> Clause:
+async def _limited(t: str, inner: Clause, limit: Limit) -> Query:
+    return Query(t, (inner, *(await limit(t) if limit else ())))
+
+
+async def _resolve(store: Store, type: str, f: Filter, bound: int, limit: Limit = None) -> Clause:
     if isinstance(f, Clause):
         return f
     if isinstance(f, InList):
@@ -46,18 +56,18 @@ async def _resolve(store: Store, type: str, f: Filter, bound: int) -> Clause:
         targets: list[str] = []
         for t in f.targets:
             try:
-                inner = await _resolve(store, t, f.inner, bound)
+                inner = await _resolve(store, t, f.inner, bound, limit)
             except NoMatch:
                 continue
-            ids = await store.search_ids(Query(t, (inner,)), bound + 1)
+            ids = await store.search_ids(await _limited(t, inner, limit), bound + 1)
             targets += [f"{t}/{i}" for i in ids]
             if len(targets) > bound:
                 raise too_costly(f"The chain {f} matches more than {bound} resources; narrow the search", str(f))
         if not targets:
             raise NoMatch
         return Clause(f.param, "reference", None, tuple(Value(text=t) for t in targets))
-    inner = await _resolve(store, f.type, f.inner, bound)
-    refs = await store.distinct_references(Query(f.type, (inner,)), f.param, bound + 1)
+    inner = await _resolve(store, f.type, f.inner, bound, limit)
+    refs = await store.distinct_references(await _limited(f.type, inner, limit), f.param, bound + 1)
     if len(refs) > bound:
         raise too_costly(f"{f} matches more than {bound} {type} resources; narrow the search", str(f))
     ids = [r.partition("/")[2] for r in refs if r.startswith(type + "/")]
@@ -66,8 +76,9 @@ async def _resolve(store: Store, type: str, f: Filter, bound: int) -> Clause:
     return Clause("_id", "token", None, tuple(Value(text=i) for i in ids))
 
 
-async def search(store: Store, query: Query, *, count: int, cursor: str | None, total: bool, bound: int) -> SearchPage:
-    resolved = await resolve(store, query, bound)
+async def search(store: Store, query: Query, *, count: int, cursor: str | None, total: bool, bound: int,
+                 limit: Limit = None) -> SearchPage:
+    resolved = await resolve(store, query, bound, limit)
     if resolved is None:
         return SearchPage([], 0 if total else None, None)
     return await store.search(resolved, count=count, cursor=cursor, total=total)

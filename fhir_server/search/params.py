@@ -42,11 +42,22 @@ def resource_types() -> frozenset[str]:
 @functools.cache
 def params_for(resource_type: str) -> dict[str, SearchParam]:
     """code -> SearchParam for ``resource_type`` (empty for an unknown type)."""
-    return {code: _param(code, p) for code, p in _table()["params"].get(resource_type, {}).items()}
+    from profiles.search_parameters import for_type  # our IG's parameters, e.g. _compartment
+
+    table = {**_table()["params"].get(resource_type, {}), **for_type(resource_type)}
+    return {code: _param(code, p) for code, p in table.items()}
 
 
 def param(resource_type: str, code: str) -> SearchParam | None:
     return params_for(resource_type).get(code)
+
+
+@functools.cache
+def component_params(resource_type: str, code: str) -> tuple[SearchParam, ...]:
+    """The parameters a composite's components are defined by (their ``definition`` URLs),
+    in order: they give each component's type and value syntax."""
+    by_url = {p.url: p for p in params_for(resource_type).values()}
+    return tuple(by_url[url] for url, _ in params_for(resource_type)[code].components)
 
 
 def element_types(ctx: str, name: str) -> tuple[tuple[str, ...], bool] | None:

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Union
 
 from fhir_server.errors import invalid, not_supported
+from fhir_server.search import composite
 from fhir_server.search import params as search_params
 from fhir_server.search.normalize import date_range
 
@@ -51,6 +52,7 @@ class Value:
     hi: str | None = None
     number: Decimal | None = None
     unit: str | None = None    # quantity code/unit
+    parts: tuple["Clause", ...] = ()  # composite: one clause per component, all on one element
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ class Query:
 
 
 def _render(v: Value) -> str:
+    if v.parts:  # a composite alternative, as written
+        return v.text
     if v.system is not None:
         return f"{v.system}|{v.text}"
     prefix = "" if v.prefix == "eq" else v.prefix
@@ -205,9 +209,14 @@ def _filter(type: str, name: str, raw: str, depth: int) -> Filter:
     ptype = STORE_PARAMS.get(code)
     if ptype is None:
         p = search_params.param(type, code)
-        if p is None or p.type in ("composite", "special") or not p.expression:
+        if p is None or p.type == "special" or not p.expression or (
+                p.type == "composite" and not composite.supported(type, code)):
             raise _Unknown("not supported" if p else "unknown")  # _text, _content, _query: nothing indexed
         ptype = p.type
+    if ptype == "composite":
+        if modifier:
+            raise invalid(f"Modifiers are not allowed on the composite parameter {code}", name)
+        return Clause(code, ptype, None, tuple(_composite_values(type, code, raw, name)))
     if modifier:
         _check_modifier(type, code, ptype, modifier, name)
     values = tuple(_values(ptype, modifier, raw, name))
@@ -296,9 +305,9 @@ def _include(type: str, name: str, raw: str):
         yield Include(source, code, target, reverse, iterate)
 
 
-def _split(raw: str) -> list[str]:
-    """Split on commas not escaped with a backslash."""
-    return re.split(r"(?<!\\),", raw)
+def _split(raw: str, separator: str = ",") -> list[str]:
+    """Split on ``separator`` (a comma, or a composite's ``$``) where not escaped with a backslash."""
+    return re.split(r"(?<!\\)" + re.escape(separator), raw)
 
 
 def _unescape(s: str) -> str:
@@ -348,3 +357,21 @@ def _values(ptype: str, modifier: str, raw: str, name: str):
             yield Value(prefix=prefix, text=text, number=number, system=system or None, unit=unit or None)
         else:
             yield Value(text=_unescape(part))
+
+
+def _composite_values(type: str, code: str, raw: str, name: str):
+    """``a$b`` alternatives of a composite: each component parsed as its own parameter's value
+    (``\\$`` and ``\\,`` escape), prefixes included (``8480-6$gt140``)."""
+    components = search_params.component_params(type, code)
+    for alternative in _split(raw):
+        pieces = _split(alternative, "$")
+        if len(pieces) != len(components) or not all(pieces):
+            raise invalid(f"{code} takes {len(components)} values joined by '$' "
+                          f"({'$'.join(c.code for c in components)}), not '{alternative}'", name)
+        parts = []
+        for component, piece in zip(components, pieces):
+            values = tuple(_values(component.type, None, piece, name))
+            if component.type == "reference":
+                values = _typed_references(type, component.code, None, values)
+            parts.append(Clause(component.code, component.type, None, values))
+        yield Value(text=alternative, parts=tuple(parts))

@@ -17,6 +17,14 @@ Normalised forms
 - quantity:  (param, value, system, code, canonical_value, canonical_code); canonical_* are the
              UCUM-canonical form when the unit is UCUM and convertible, else equal to value/code.
 - uri:       (param, value).
+- composite: (param, element, component, kind, row): one row per value of one component of one
+             element the composite's expression selects (``element`` numbers them per parameter,
+             ``component`` is the position in the definition); ``kind`` is the component
+             parameter's type and ``row`` its form above without the param, cut to what a
+             composite search compares: token (system, code), string (folded,), date (lo, hi),
+             reference (target,), number (value,), quantity (value, system, code,
+             canonical_value, canonical_code), uri (value,). An element is indexed only when
+             every component has a value: a composite search must match all of them on it.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ class IndexValues:
     numbers: list[tuple[str, Decimal]] = field(default_factory=list)
     quantities: list[tuple[str, Decimal, str | None, str | None, Decimal, str | None]] = field(default_factory=list)
     uris: list[tuple[str, str]] = field(default_factory=list)
+    composites: list[tuple[str, int, int, str, tuple]] = field(default_factory=list)
 
 
 def sort_keys(ix: IndexValues, kinds: frozenset[str] = frozenset({"date", "string", "number", "quantity",

@@ -16,8 +16,9 @@ Collections (database: the URI's default database, else ``telemed``):
   writes the type: ``(lu, _id)`` partial on ``d: false`` (``_lastUpdated``, its sort,
   unfiltered searches) and, for the commonly searched parameters the type has (``INDEXED_PARAMS``),
   ``(s.<code>, _id)``, which also gives the default ``_id`` order for the keyset (dates:
-  ``s.<code>.lo`` and ``s.<code>.hi``). Values are arrays, so no index may hold two ``s`` fields
-  (MongoDB refuses compound indexes over parallel arrays). The common sorts (``SORT_PARAMS``,
+  ``s.<code>.lo`` and ``s.<code>.hi``; composites: ``(s.<code>.c0, _id)``, their first
+  component). Values are arrays, so no index may hold two ``s`` fields (MongoDB refuses
+  compound indexes over parallel arrays). The common sorts (``SORT_PARAMS``,
   both directions) have ``(k.<code>.hi desc, _id desc)`` (``sort_-<code>``) and ``(k.<code>.e
   desc, k.<code>.lo, _id)`` (``sort_<code>``); ``k`` values are scalars, so a reference index
   can carry a sort too: ``(s.patient, k.date.hi desc, _id desc)`` (``patient_sort_-date``) for
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from itertools import groupby
 
 from pymongo import AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne
@@ -52,13 +54,13 @@ from fhir_server.search.params import params_for
 from fhir_server.search.plan import Query
 from fhir_server.storage import mongo_search
 from fhir_server.storage.cursor import decode, page_cursors
-from fhir_server.storage.port import Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
+from fhir_server.storage.port import RECORD_TYPES, Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
 
 # Parameters that get an index on every type that has them (dates: lo and hi).
 INDEXED_PARAMS = (
     "identifier", "patient", "subject", "encounter", "code", "status", "category", "date",
     "authored-on", "birthdate", "family", "given", "name", "owner", "requester", "performer",
-    "based-on", "intent", "url",
+    "based-on", "intent", "url", "code-value-quantity", "component-code-value-quantity",
 )  # fmt: skip
 # Parameters whose ``_sort`` (ascending and descending) has an index on every type that has them.
 SORT_PARAMS = ("date", "authored-on", "birthdate")
@@ -111,6 +113,8 @@ class MongoStore:
             if p.type == "date":
                 models += [IndexModel([(f"s.{code}.lo", 1)], name=f"{code}.lo"),
                            IndexModel([(f"s.{code}.hi", 1)], name=f"{code}.hi")]  # fmt: skip
+            elif p.type == "composite":  # the first component: the $elemMatch's equality on it
+                models.append(IndexModel([(f"s.{code}.c0", 1), ("_id", 1)], name=f"{code}_id"))
             else:
                 models.append(IndexModel([(f"s.{code}", 1), ("_id", 1)], name=f"{code}_id"))
         for code in SORT_PARAMS:
@@ -255,9 +259,15 @@ class MongoStore:
         exclude = set(targets)
         # Without a second condition the query stays a plain $in on the ``x`` index; at most
         # len(targets) documents are the targets themselves, so ask for that many more.
-        cursor = self._refs.find({"x": {"$in": list(exclude)}}, {"_id": 1}).limit(limit + len(exclude))
+        records = {"$not": re.compile("^(" + "|".join(RECORD_TYPES) + ")/")}
+        cursor = self._refs.find({"x": {"$in": list(exclude)}, "_id": records}, {"_id": 1}).limit(limit + len(exclude))
         found = [d["_id"] async for d in cursor if d["_id"] not in exclude]
         return found[:limit]
+
+    async def scan(self, type: str, after: str | None, count: int) -> list[Stored]:
+        filt = {"_id": {"$gt": after}} if after is not None else {}
+        found = self._coll(type).find(filt, _CURRENT).sort("_id", 1).limit(count)
+        return [Stored(type, d["_id"], d["v"], d["lu"], d["d"], d["r"]) async for d in found]
 
     # --- writes ------------------------------------------------------------------------------
 

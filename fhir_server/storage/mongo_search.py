@@ -25,10 +25,14 @@ can answer:
   token has only text);
 - ``:of-type`` (identifier type and value): tokens of ``s.<code>:of-type`` whose system is
   ``"typesystem|typecode"`` (its ``|`` escaped like any other) and code the identifier value,
-  stored only in the ``system|code`` and ``system|`` forms (``:of-type`` always names the system).
+  stored only in the ``system|code`` and ``system|`` forms (``:of-type`` always names the system);
+- composite ``s.<code>``: one sub-document per element, ``{c0: [...], c1: [...]}``, each
+  component's values in the form of its type, matched with one ``$elemMatch`` per alternative
+  (``mongo_composite``).
 
-Many alternatives of one reference clause (a resolved chain lists up to thousands of targets)
-are one ``$in``, never an ``$or``.
+The stored forms and the filter of one value are in ``mongo_values``. Many alternatives of one
+reference clause (a resolved chain lists up to thousands of targets) are one ``$in``, never an
+``$or``.
 
 Sorting (``_sort``) by a date, string, number or quantity parameter uses ``k`` (see
 ``sort_doc``), written with the document: per parameter ``{e: 1, lo, hi}``, the lowest and
@@ -52,24 +56,20 @@ serves exactly those filters and holds no deleted documents.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Callable
-
-from bson.decimal128 import Decimal128, create_decimal128_context
 
 from fhir_server.errors import invalid
 from fhir_server.search import params as search_params
-from fhir_server.search import ucum
-from fhir_server.search.normalize import fold
-from fhir_server.search.plan import Clause, Query, Value
+from fhir_server.search.plan import Clause, Query
 from fhir_server.search.values import IndexValues, sort_keys
+from fhir_server.storage import mongo_composite
+from fhir_server.storage.mongo_values import (and_, decimal128, esc, or_, point_date_filter, quantity_doc, token_keys,
+                                              value_filter)
 
 SORT_FIELDS = {"_id": "_id", "_lastUpdated": "lu"}
 # Parameter types whose sort keys are stored in ``k`` at write time (the others are computed).
 SORT_KEY_KINDS = frozenset({"date", "string", "number", "quantity"})
-_D128 = create_decimal128_context()
 
 
 # --- the ``s`` sub-document ---------------------------------------------------------------------
@@ -80,10 +80,10 @@ def index_doc(ix: IndexValues) -> dict[str, list]:
     for p, system, code, text in ix.tokens:
         if p.endswith(":of-type"):  # always queried with its "typesystem|typecode" system
             if system is not None:
-                sys = _esc(system)
-                s.setdefault(p, []).extend([f"{sys}|{_esc(code)}", f"{sys}|"] if code is not None else [f"{sys}|"])
+                sys = esc(system)
+                s.setdefault(p, []).extend([f"{sys}|{esc(code)}", f"{sys}|"] if code is not None else [f"{sys}|"])
             continue
-        s.setdefault(p, []).extend(_token_keys(system, code))
+        s.setdefault(p, []).extend(token_keys(system, code))
         if text:
             s.setdefault(f"{p}:text", []).append(text)
     for p, folded, exact in ix.strings:
@@ -96,13 +96,10 @@ def index_doc(ix: IndexValues) -> dict[str, list]:
     for p, value in ix.numbers:
         s.setdefault(p, []).append(decimal128(value))
     for p, value, system, code, cvalue, ccode in ix.quantities:
-        q = {"v": decimal128(value), "cv": decimal128(cvalue)}
-        for k, v in (("s", system), ("c", code), ("cc", ccode)):
-            if v is not None:
-                q[k] = v
-        s.setdefault(p, []).append(q)
+        s.setdefault(p, []).append(quantity_doc(value, system, code, cvalue, ccode))
     for p, value in ix.uris:
         s.setdefault(p, []).append(value)
+    s.update(mongo_composite.index_entries(ix.composites))
     for key, values in s.items():
         if len(values) > 1 and isinstance(values[0], str):
             s[key] = list(dict.fromkeys(values))
@@ -121,33 +118,6 @@ def reference_targets(ix: IndexValues | None) -> list[str]:
     return sorted({target for _, target in ix.references})
 
 
-def decimal128(value: Decimal) -> Decimal128:
-    return Decimal128(_D128.create_decimal(value))
-
-
-def _esc(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def _token_keys(system: str | None, code: str | None) -> list[str]:
-    keys = []
-    if code is not None:
-        c = _esc(code)
-        keys += [c, f"{_esc(system)}|{c}" if system is not None else f"|{c}"]
-    if system is not None:
-        keys.append(f"{_esc(system)}|")
-    return keys
-
-
-def _token_key(v: Value) -> str:
-    if v.system is None:
-        return _esc(v.text)
-    if v.system == "":
-        return f"|{_esc(v.text)}"
-    if v.text == "":
-        return f"{_esc(v.system)}|"
-    return f"{_esc(v.system)}|{_esc(v.text)}"
-
 
 # --- query compilation ---------------------------------------------------------------------------
 
@@ -155,7 +125,7 @@ def _token_key(v: Value) -> str:
 def compile_filter(query: Query) -> dict:
     parts, positive = [], False
     for clause in query.clauses:
-        f, pos = _clause(clause)
+        f, pos = _clause(query.type, clause)
         parts.append(f)
         positive = positive or pos
     if not positive:
@@ -192,7 +162,7 @@ def sort_index(type: str, param: str, desc: bool) -> list[tuple[str, int]]:
     return [(f, -1 if d else 1) for f, d in sort_fields(Query(type, sort=((param, desc),)))]
 
 
-# A token's code keys in ``s`` are those without an unescaped "|" (see ``_token_keys``).
+# A token's code keys in ``s`` are those without an unescaped "|" (see ``mongo_values.token_keys``).
 _CODE_KEY = r"^(?:[^|\\]|\\.)*$"
 
 
@@ -293,38 +263,15 @@ def keyset_after(keys: list[tuple[str, bool]], after: list, inclusive: bool = Fa
     return ors[0] if len(ors) == 1 else {"$or": ors}
 
 
-def and_(parts: list[dict]) -> dict:
-    """One filter document; clauses whose fields collide go under ``$and``."""
-    out: dict = {}
-    rest: list[dict] = []
-    for p in parts:
-        if any(k in out for k in p):
-            rest.append(p)
-        else:
-            out.update(p)
-    if rest:
-        out["$and"] = [*out.get("$and", []), *rest]
-    return out
-
-
-def _or(conds: list[dict]) -> dict:
-    """Any of ``conds``; equalities on one field become one ``$in``."""
-    if len(conds) == 1:
-        return conds[0]
-    fields = {k for c in conds for k in c}
-    field = next(iter(fields))
-    if len(fields) == 1 and not field.startswith("$") and all(isinstance(c[field], str) for c in conds):
-        return {field: {"$in": list(dict.fromkeys(c[field] for c in conds))}}
-    return {"$or": conds}
-
-
-def _clause(c: Clause) -> tuple[dict, bool]:
+def _clause(type: str, c: Clause) -> tuple[dict, bool]:
     """(filter, positive): positive filters match only documents holding an index value."""
     if c.param == "_id":
         ids = list(dict.fromkeys(v.text for v in c.values))
         return {"_id": {"$nin" if c.modifier == "not" else "$in": ids}}, False
     if c.param == "_lastUpdated":
-        return _or([_point_date("lu", v) for v in c.values]), False
+        return or_([point_date_filter("lu", v) for v in c.values]), False
+    if c.type == "composite":  # no modifiers
+        return mongo_composite.condition(type, c), True
     key = f"{c.param}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.param
     field = f"s.{key}"
     if c.modifier == "missing":
@@ -334,135 +281,8 @@ def _clause(c: Clause) -> tuple[dict, bool]:
         # many targets (a resolved chain, an include): one $in, not thousands of alternatives
         f = {field: {"$in": list(dict.fromkeys(v.text for v in c.values))}}
     else:
-        f = _or([_value(c, v, field) for v in c.values])
+        f = or_([value_filter(c, v, field) for v in c.values])
     if c.modifier == "not":
         return {"$nor": [f]}, False
     return f, True
 
-
-def _value(c: Clause, v: Value, field: str) -> dict:
-    t = "token" if c.modifier == "identifier" else c.type
-    if t == "token":
-        if c.modifier == "text":
-            return {f"{field}:text": {"$regex": "^" + re.escape(fold(v.text))}}
-        return {field: _token_key(v)}
-    if t == "string":
-        if c.modifier == "exact":
-            return {f"{field}:exact": v.text}
-        if c.modifier == "contains":
-            return {field: {"$regex": re.escape(fold(v.text))}}
-        return {field: {"$regex": "^" + re.escape(fold(v.text))}}
-    if t == "date":
-        return _date(field, v)
-    if t == "reference":
-        return {field: v.text}
-    if t == "uri":
-        if c.modifier == "below":
-            return {field: {"$regex": "^" + re.escape(v.text)}}
-        if c.modifier == "above":
-            return {field: {"$in": [v.text[:i] for i in range(1, len(v.text) + 1)]}}
-        return {field: v.text}
-    if t == "number":
-        return _range(field, _number_terms(v.prefix, v.number))
-    if t == "quantity":
-        return _quantity(v, field)
-    raise invalid(f"Search parameter type {c.type} is not supported", c.param)
-
-
-def _date(field: str, v: Value) -> dict:
-    """``v`` against an array of stored ``{lo, hi}`` ranges (FHIR R4 3.1.1.4.1.3): the document
-    matches when one range does. A condition on both ends of one range is an ``$elemMatch``;
-    ``ge``/``le`` ("the range above/below the value overlaps the target's, or the value's range
-    contains it") reduce to an "or" of one-end conditions, each served by an index."""
-    lo, hi = f"{field}.lo", f"{field}.hi"
-    within = {field: {"$elemMatch": {"lo": {"$gte": v.lo}, "hi": {"$lte": v.hi}}}}
-    p = v.prefix
-    if p == "eq":
-        return within
-    if p == "ne":
-        return {"$or": [{lo: {"$lt": v.lo}}, {hi: {"$gt": v.hi}}]}
-    if p == "gt":
-        return {hi: {"$gt": v.hi}}
-    if p == "lt":
-        return {lo: {"$lt": v.lo}}
-    # ge: hi > v.hi, or v.lo <= lo and hi <= v.hi; as lo <= hi, that is hi > v.hi or lo >= v.lo
-    if p == "ge":
-        return {"$or": [{hi: {"$gt": v.hi}}, {lo: {"$gte": v.lo}}]}
-    if p == "le":  # lo < v.lo, or v.lo <= lo and hi <= v.hi: lo < v.lo or hi <= v.hi
-        return {"$or": [{lo: {"$lt": v.lo}}, {hi: {"$lte": v.hi}}]}
-    if p == "sa":
-        return {lo: {"$gt": v.hi}}
-    if p == "eb":
-        return {hi: {"$lt": v.lo}}
-    return {field: {"$elemMatch": {"lo": {"$lte": v.hi}, "hi": {"$gte": v.lo}}}}  # ap: overlaps
-
-
-def _point_date(field: str, v: Value) -> dict:
-    """``v`` against a stored instant (``_lastUpdated``): a range whose ends are one point."""
-    p = v.prefix
-    if p == "ne":
-        return {"$or": [{field: {"$lt": v.lo}}, {field: {"$gt": v.hi}}]}
-    return {field: {
-        "eq": {"$gte": v.lo, "$lte": v.hi}, "gt": {"$gt": v.hi}, "lt": {"$lt": v.lo}, "ge": {"$gte": v.lo},
-        "le": {"$lte": v.hi}, "sa": {"$gt": v.hi}, "eb": {"$lt": v.lo},
-    }.get(p, {"$lte": v.hi, "$gte": v.lo})}  # ap: overlaps  # fmt: skip
-
-
-# A condition on one stored number: ("all" | "any", [(end, operator, value), ...]).
-Terms = tuple[str, list[tuple[str, str, object]]]
-
-
-def _number_terms(prefix: str, n: Decimal, convert=None) -> Terms:
-    """FHIR number comparison: ``eq`` / ``ne`` use the implicit range of ``n``'s precision."""
-    exp = n.as_tuple().exponent
-    half = Decimal(1).scaleb(exp) / 2 if isinstance(exp, int) else Decimal(0)
-    lo, hi, x = n - half, n + half, n
-    ap_lo, ap_hi = x - abs(x) * Decimal("0.1"), x + abs(x) * Decimal("0.1")
-    if convert is not None:
-        lo, hi, x, ap_lo, ap_hi = (convert(d) for d in (lo, hi, x, ap_lo, ap_hi))
-    lo, hi, x, ap_lo, ap_hi = (decimal128(d) for d in (lo, hi, x, ap_lo, ap_hi))
-    return {
-        "eq": ("all", [("", "$gte", lo), ("", "$lt", hi)]),
-        "ne": ("any", [("", "$lt", lo), ("", "$gte", hi)]),
-        "gt": ("all", [("", "$gt", x)]),
-        "lt": ("all", [("", "$lt", x)]),
-        "ge": ("all", [("", "$gte", x)]),
-        "le": ("all", [("", "$lte", x)]),
-        "sa": ("all", [("", "$gt", x)]),
-        "eb": ("all", [("", "$lt", x)]),
-        "ap": ("all", [("", "$gte", ap_lo), ("", "$lte", ap_hi)]),
-    }[prefix]
-
-
-def _range(field: str, terms: Terms) -> dict:
-    """``terms`` on ``field``, an array of numbers: two conditions on one element need
-    ``$elemMatch``; an "any" distributes into ``$or``."""
-    mode, items = terms
-    if mode == "any":
-        return {"$or": [{field: {op: val}} for _, op, val in items]}
-    if len(items) == 1:
-        _, op, val = items[0]
-        return {field: {op: val}}
-    return {field: {"$elemMatch": {op: val for _, op, val in items}}}
-
-
-def _quantity(v: Value, field: str) -> dict:
-    """Value and unit as given (``c``), or UCUM-canonical value and unit (``cv``, ``cc``)."""
-    alternatives = [("v", _number_terms(v.prefix, v.number), {"c": v.unit} if v.unit else {})]
-    if v.unit and v.system in (None, ucum.UCUM):
-        canonical = ucum.canonical(v.number, v.unit)
-        if canonical is not None:
-            cunit = canonical[1]
-
-            def convert(d: Decimal) -> Decimal:
-                return ucum.canonical(d, v.unit)[0]
-
-            alternatives.append(("cv", _number_terms(v.prefix, v.number, convert), {"cc": cunit}))
-    ors = []
-    for value_field, (mode, items), extra in alternatives:
-        if v.system:
-            extra = {**extra, "s": v.system}
-        groups = [[item] for item in items] if mode == "any" else [items]
-        for group in groups:
-            ors.append({field: {"$elemMatch": {value_field: {op: val for _, op, val in group}, **extra}}})
-    return ors[0] if len(ors) == 1 else {"$or": ors}

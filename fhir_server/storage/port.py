@@ -30,6 +30,11 @@ class Stored:
     method: str = "PUT"  # the HTTP verb that made this version (history Bundle's request.method)
 
 
+# Records of what happened (audit trail, provenance) refer to what was: they are never
+# referrers that hold a deletion up (``Store.referrers`` leaves them out).
+RECORD_TYPES = ("AuditEvent", "Provenance")
+
+
 @dataclass(slots=True)
 class Write:
     """A new version to store. ``expect`` is the current version it replaces (0: none exists)."""
@@ -116,5 +121,10 @@ class Store(Protocol):
         ...
 
     async def referrers(self, targets: list[str], limit: int) -> list[str]: ...
+
+    async def scan(self, type: str, after: str | None, count: int) -> list[Stored]:
+        """Up to ``count`` current versions of ``type``, deleted ones included, in id order after
+        the id ``after`` (None: from the start). Bulk export reads its snapshot with it."""
+        ...
 
     async def close(self) -> None: ...

@@ -22,7 +22,7 @@ from fhir_server.errors import invalid
 from fhir_server.search.plan import Query
 from fhir_server.storage import sqlite_search
 from fhir_server.storage.cursor import decode, page_cursors
-from fhir_server.storage.port import Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
+from fhir_server.storage.port import RECORD_TYPES, Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,26 @@ CURRENT_CACHE_SIZE = 50_000
 CHECK_OTHERS = 0.1  # seconds: how stale a read may be of what another process wrote
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older store's indexes to ``INDEX_VERSION`` (dropped here, built by the schema)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name='resource'").fetchone()
+    if exists and version < sqlite_search.INDEX_VERSION:
+        log.info("rebuilding search indexes (version %d -> %d); this can take a while on a large store",
+                 version, sqlite_search.INDEX_VERSION)
+        for name in sqlite_search.REBUILT_INDEXES:
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
 class SQLiteStore:
     def __init__(self, path: Path | str):
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = self._connect()
+        _migrate(writer)
         writer.executescript(SCHEMA)
+        writer.execute(f"PRAGMA user_version={sqlite_search.INDEX_VERSION}")
         self._reader = self._connect()
         # Current versions recently read, served without a lookup (reads are the hot path).
         self._current: dict[tuple[str, str], Stored] = {}
@@ -190,10 +203,17 @@ class SQLiteStore:
         marks = ",".join("?" * len(targets))
         rows = self._reader.execute(
             f"SELECT DISTINCT r.type, r.id FROM idx_reference x JOIN resource r ON r.type=x.type AND r.id=x.id "
-            f"WHERE x.target IN ({marks}) AND r.deleted=0 AND (r.type || '/' || r.id) NOT IN ({marks}) LIMIT ?",
-            (*targets, *targets, limit),
+            f"WHERE x.target IN ({marks}) AND r.deleted=0 AND (r.type || '/' || r.id) NOT IN ({marks}) "
+            f"AND x.type NOT IN ({','.join('?' * len(RECORD_TYPES))}) LIMIT ?",
+            (*targets, *targets, *RECORD_TYPES, limit),
         ).fetchall()
         return [f"{t}/{i}" for t, i in rows]
+
+    async def scan(self, type: str, after: str | None, count: int) -> list[Stored]:
+        rows = self._reader.execute(
+            "SELECT id, version, last_updated, deleted, json FROM resource WHERE type=? AND id>? ORDER BY id LIMIT ?",
+            (type, after or "", count)).fetchall()
+        return [Stored(type, r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
     # --- writes ------------------------------------------------------------------------------
 

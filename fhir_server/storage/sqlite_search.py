@@ -1,49 +1,57 @@
 """SQLite index tables and the compilation of a search ``Query`` into SQL over them.
 
 Every filter becomes ``r.id IN (SELECT id FROM idx_<kind> WHERE type=? AND param=? AND ...)``
-so SQLite drives each clause from the (type, param, value) index of its table.
+so SQLite drives each clause from the (type, param, value) index of its table. The conditions on
+one value are in ``sqlite_values``; composite clauses are compiled by ``sqlite_composite``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from decimal import Decimal
 
 from fhir_server.errors import invalid
 from fhir_server.search import params as search_params
-from fhir_server.search import ucum
-from fhir_server.search.normalize import fold
-from fhir_server.search.plan import Clause, Query, Value
+from fhir_server.search.composite import stored_as
+from fhir_server.search.plan import Clause, Query
 from fhir_server.search.values import IndexValues
+from fhir_server.storage import sqlite_composite
+from fhir_server.storage.sqlite_values import date_cond, ref_target, value_cond
 
+# Index version 2: every value index ends with the id and every (type, id, param) index carries
+# the values, so a leading clause and each probe of the others are answered from the index alone
+# (SQLite "COVERING INDEX"), never from the table rows. Stores of version < 2 are migrated at
+# start (``sqlite.SQLiteStore``): the indexes below are dropped and built again.
+INDEX_VERSION = 2
+REBUILT_INDEXES = ("idx_token_code", "idx_token_res", "idx_string_value", "idx_string_res", "idx_date_lo",
+                   "idx_date_hi", "idx_date_res", "idx_reference_target", "idx_reference_res", "idx_number_value",
+                   "idx_number_res", "idx_quantity_value", "idx_quantity_res", "idx_uri_value", "idx_uri_res")
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS idx_token (type TEXT, param TEXT, system TEXT, code TEXT, text TEXT, id TEXT);
-CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (type, param, code, system);
-CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (type, id, param);
+CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (type, param, code, system, id);
+CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (type, id, param, code, system);
 CREATE TABLE IF NOT EXISTS idx_string (type TEXT, param TEXT, value TEXT, exact TEXT, id TEXT);
-CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, value);
-CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (type, id, param);
+CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (type, param, value, id);
+CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (type, id, param, value);
 CREATE TABLE IF NOT EXISTS idx_date (type TEXT, param TEXT, lo TEXT, hi TEXT, id TEXT);
-CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (type, param, lo);
-CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (type, param, hi);
-CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (type, id, param);
+CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (type, param, lo, hi, id);
+CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (type, param, hi, lo, id);
+CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (type, id, param, lo, hi);
 CREATE TABLE IF NOT EXISTS idx_reference (type TEXT, param TEXT, target TEXT, id TEXT);
-CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (type, param, target);
+CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (type, param, target, id);
 CREATE INDEX IF NOT EXISTS idx_reference_any ON idx_reference (target);
-CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (type, id, param);
+CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (type, id, param, target);
 CREATE TABLE IF NOT EXISTS idx_number (type TEXT, param TEXT, value REAL, id TEXT);
-CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (type, param, value);
-CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (type, id, param);
+CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (type, param, value, id);
+CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (type, id, param, value);
 CREATE TABLE IF NOT EXISTS idx_quantity (type TEXT, param TEXT, value REAL, system TEXT, code TEXT,
   cvalue REAL, ccode TEXT, id TEXT);
-CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (type, param, ccode, cvalue);
-CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id, param);
+CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (type, param, ccode, cvalue, id);
+CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (type, id, param, ccode, cvalue);
 CREATE TABLE IF NOT EXISTS idx_uri (type TEXT, param TEXT, value TEXT, id TEXT);
-CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value);
-CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id, param);
-"""
+CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (type, param, value, id);
+CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (type, id, param, value);
+""" + sqlite_composite.SCHEMA
 
-UCUM = "http://unitsofmeasure.org"
 # Sorting by a parameter looks its lowest (ascending) or highest (descending) value of each
 # matching resource up in the parameter's index table: no sort keys are written per resource.
 SORT_LOOKUP = {
@@ -52,7 +60,8 @@ SORT_LOOKUP = {
     "date": ("idx_date", "lo", "hi"), "number": ("idx_number", "value", "value"),
     "quantity": ("idx_quantity", "cvalue", "cvalue"),
 }
-TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri")
+TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number", "idx_quantity", "idx_uri",
+          "idx_composite")
 TABLE_BY_TYPE = {
     "token": "idx_token", "string": "idx_string", "date": "idx_date", "reference": "idx_reference",
     "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri",
@@ -77,6 +86,8 @@ def insert_index(conn: sqlite3.Connection, type: str, id: str, ix: IndexValues) 
         )
     if ix.uris:
         conn.executemany("INSERT INTO idx_uri VALUES (?,?,?,?)", [(type, p, v, id) for p, v in ix.uris])
+    if ix.composites:
+        sqlite_composite.insert(conn, type, id, ix.composites)
 
 
 def delete_index(conn: sqlite3.Connection, type: str, id: str) -> None:
@@ -93,7 +104,9 @@ SORT_COLUMNS = {"_id": "r.id", "_lastUpdated": "r.last_updated"}
 # (``r.id IN (subquery)``, driving primary-key lookups) is the most selective; every other
 # index-table clause is a per-row probe (``EXISTS`` on the table's (type, id, param) index), so
 # a common value (code=heart-rate) is never materialised as a whole.
-LEAD_RANK = {"_id": 0, "reference": 1, "token": 2, "string": 3, "uri": 3, "date": 4, "number": 4, "quantity": 4}
+# A composite ranks before a token: its first component is one, with more conditions besides.
+LEAD_RANK = {"_id": 0, "reference": 1, "composite": 1.5, "token": 2, "string": 3, "uri": 3, "date": 4, "number": 4,
+             "quantity": 4}
 
 
 def _lead(query: Query) -> Clause | None:
@@ -347,10 +360,13 @@ def _clause(type: str, c: Clause, probe: bool, owner: str = "r", also: list[str]
     if c.param == "_lastUpdated":
         ors, args = [], []
         for v in c.values:
-            sql, a = _date_cond(v, "r.last_updated", "r.last_updated")
+            sql, a = date_cond(v, "r.last_updated", "r.last_updated")
             ors.append(sql)
             args += a
         return "(" + " OR ".join(ors) + ")", args
+    if c.type == "composite":  # no modifiers; component 0 of an element matching an alternative
+        sql, args = sqlite_composite.condition(c, "y" if probe else "x")
+        return _subquery(type, "idx_composite", stored_as(type, c.param), sql, args, False, probe, owner, also)
     table = "idx_token" if c.modifier == "identifier" else TABLE_BY_TYPE[c.type]
     param = f"{c.param}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.param
     if c.modifier == "missing":  # :missing=true: no row for the parameter; false: some row
@@ -358,134 +374,30 @@ def _clause(type: str, c: Clause, probe: bool, owner: str = "r", also: list[str]
     negated = c.modifier == "not"
     if len(c.values) > 1 and c.type == "reference" and c.modifier != "identifier":
         # many targets (a resolved chain, an include): one IN list, not thousands of ORs
-        targets = [_ref_target(c, v) for v in c.values]
+        targets = [ref_target(c, v) for v in c.values]
         return _subquery(type, table, param, f"target IN ({','.join('?' * len(targets))})", targets, negated, probe,
                          owner, also)
     ors, args = [], []
     for v in c.values:
-        sql, a = _value_cond(c, v)
+        sql, a = value_cond(c, v)
         ors.append(sql)
         args += a
     return _subquery(type, table, param, " OR ".join(ors), args, negated, probe, owner, also)
 
 
-def _subquery(type: str, table: str, param: str, cond: str | None, args: list, negated: bool,
+def _subquery(type: str, table: str, param: str | tuple[str, ...], cond: str | None, args: list, negated: bool,
               probe: bool, owner: str = "r", also: list[str] = ()) -> tuple[str, list]:
-    """Resources with a row of ``table`` for ``param`` meeting ``cond`` (any row when None).
+    """Resources with a row of ``table`` for ``param`` (or any of several) meeting ``cond`` (any
+    row when None).
 
     A probe looks the row up per resource on the (type, id, param) index; otherwise the
     subquery lists the matching ids, which then drive primary-key lookups.
     """
+    params = [param] if isinstance(param, str) else list(param)
+    of = "=?" if len(params) == 1 else f" IN ({','.join('?' * len(params))})"
     where = f" AND ({cond})" if cond else ""
     if probe or negated:
         return (f"{'NOT ' if negated else ''}EXISTS (SELECT 1 FROM {table} y INDEXED BY {table}_res "
-                f"WHERE y.type={owner}.type AND y.id={owner}.id AND y.param=?{where})", [param, *args])
+                f"WHERE y.type={owner}.type AND y.id={owner}.id AND y.param{of}{where})", [*params, *args])
     extra = "".join(f" AND {p}" for p in also)
-    return f"r.id IN (SELECT x.id FROM {table} x WHERE x.type=? AND x.param=?{where}{extra})", [type, param, *args]
-
-
-def _value_cond(c: Clause, v: Value) -> tuple[str, list]:
-    t = "token" if c.modifier == "identifier" else c.type
-    if t == "token":
-        if c.modifier == "text":
-            return "text >= ? AND text < ?", _prefix_range(fold(v.text))
-        if v.system is None:
-            return "code=?", [v.text]
-        if v.system == "":
-            return "system IS NULL AND code=?", [v.text]
-        if v.text == "":
-            return "system=?", [v.system]
-        return "system=? AND code=?", [v.system, v.text]
-    if t == "string":
-        folded = fold(v.text)
-        if c.modifier == "exact":
-            return "exact=?", [v.text]
-        if c.modifier == "contains":
-            return "value LIKE ? ESCAPE '\\'", ["%" + _like(folded) + "%"]
-        return "value >= ? AND value < ?", _prefix_range(folded)
-    if t == "date":
-        return _date_cond(v, "lo", "hi")
-    if t == "reference":
-        return "target=?", [_ref_target(c, v)]
-    if t == "uri":
-        if c.modifier == "below":  # URIs compare case-sensitively: no LIKE
-            return "substr(value, 1, length(?)) = ?", [v.text, v.text]
-        if c.modifier == "above":
-            return "value = substr(?, 1, length(value))", [v.text]
-        return "value=?", [v.text]
-    if t == "number":
-        return _number_cond(v, "value")
-    if t == "quantity":
-        return _quantity_cond(v)
-    raise invalid(f"Search parameter type {c.type} is not supported", c.param)
-
-
-def _ref_target(c: Clause, v: Value) -> str:
-    return v.text  # the plan already made bare ids Type/id
-
-
-def _date_cond(v: Value, lo: str, hi: str) -> tuple[str, list]:
-    p = v.prefix
-    if p == "eq":
-        return f"({lo} >= ? AND {hi} <= ?)", [v.lo, v.hi]
-    if p == "ne":
-        return f"NOT ({lo} >= ? AND {hi} <= ?)", [v.lo, v.hi]
-    if p == "gt":
-        return f"{hi} > ?", [v.hi]
-    if p == "lt":
-        return f"{lo} < ?", [v.lo]
-    # ge/le: the range above/below the search value overlaps the target's, or the search
-    # value's range contains it (FHIR R4 3.1.1.4.1.3). For a point (lo and hi one column, as
-    # _lastUpdated) that is simply >= lo / <= hi, which an index on the column serves.
-    if p in ("ge", "le") and lo == hi:
-        return (f"{lo} >= ?", [v.lo]) if p == "ge" else (f"{lo} <= ?", [v.hi])
-    if p == "ge":
-        return f"({hi} > ? OR ({lo} >= ? AND {hi} <= ?))", [v.hi, v.lo, v.hi]
-    if p == "le":
-        return f"({lo} < ? OR ({lo} >= ? AND {hi} <= ?))", [v.lo, v.lo, v.hi]
-    if p == "sa":
-        return f"{lo} > ?", [v.hi]
-    if p == "eb":
-        return f"{hi} < ?", [v.lo]
-    return f"({lo} <= ? AND {hi} >= ?)", [v.hi, v.lo]  # ap: overlaps
-
-
-def _number_cond(v: Value, col: str, convert=None) -> tuple[str, list]:
-    """A number condition; ``eq 100`` covers [99.5, 100.5) by the value's significant figures.
-    ``convert`` maps a bound to the column's units (UCUM-canonical): the range is computed in
-    the units the search gave, so ``5 kg`` keeps its precision as [4500, 5500) g."""
-    n = v.number
-    half = Decimal(1).scaleb(n.as_tuple().exponent) / 2 if isinstance(n.as_tuple().exponent, int) else Decimal(0)
-    conv = convert or (lambda d: d)
-    lo, hi, x = float(conv(n - half)), float(conv(n + half)), float(conv(n))
-    spread = abs(float(conv(n + abs(n) / 10)) - x)  # ap: within 10% of the value
-    ops = {"eq": (f"{col} >= ? AND {col} < ?", [lo, hi]), "ne": (f"NOT ({col} >= ? AND {col} < ?)", [lo, hi]),
-           "gt": (f"{col} > ?", [x]), "lt": (f"{col} < ?", [x]), "ge": (f"{col} >= ?", [x]),
-           "le": (f"{col} <= ?", [x]), "sa": (f"{col} > ?", [x]), "eb": (f"{col} < ?", [x]),
-           "ap": (f"{col} >= ? AND {col} <= ?", [x - spread, x + spread])}
-    return ops[v.prefix]
-
-
-def _quantity_cond(v: Value) -> tuple[str, list]:
-    """A quantity matches in the unit it was given in, or in UCUM-canonical form (5 mg = 0.005 g)."""
-    sql, args = _number_cond(v, "value")
-    if not v.unit:
-        if v.system:
-            return f"{sql} AND system=?", [*args, v.system]
-        return sql, args
-    system = " AND system=?" if v.system else ""
-    given = f"({sql} AND code=?{system})"
-    args = [*args, v.unit, *([v.system] if v.system else [])]
-    canon = ucum.canonical(v.number, v.unit) if v.system in (None, UCUM) else None
-    if canon is None:
-        return given, args
-    csql, cargs = _number_cond(v, "cvalue", convert=lambda d: ucum.canonical(d, v.unit)[0])
-    return f"({given} OR ({csql} AND ccode=?))", [*args, *cargs, canon[1]]
-
-
-def _prefix_range(s: str) -> list[str]:
-    return [s, s + "\U0010ffff"]
-
-
-def _like(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"r.id IN (SELECT x.id FROM {table} x WHERE x.type=? AND x.param{of}{where}{extra})", [type, *params, *args]

@@ -42,6 +42,13 @@ class ServerProcess:
             time.sleep(0.2)
         raise RuntimeError("server did not start")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """An administrator's Authorization header from the server's own keys (``<data>/keys``)."""
+        from tests.tokens import for_data_dir
+
+        return for_data_dir(self.data, self.base)
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()

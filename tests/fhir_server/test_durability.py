@@ -11,8 +11,8 @@ import pytest
 from tests.fhir_server.server_process import ServerProcess
 
 
-async def _stream_creates(base: str, acknowledged: list[str], stop: asyncio.Event, writers: int = 8) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+async def _stream_creates(server: ServerProcess, acknowledged: list[str], stop: asyncio.Event, writers: int = 8) -> None:
+    async with httpx.AsyncClient(base_url=server.base, timeout=10, headers=server.headers) as client:
 
         async def writer(n: int) -> None:
             i = 0
@@ -25,6 +25,8 @@ async def _stream_creates(base: str, acknowledged: list[str], stop: asyncio.Even
                     return  # the server died mid-request: that write was never acknowledged
                 if r.status_code == 201:
                     acknowledged.append(r.json()["id"])
+                else:
+                    raise AssertionError(f"create answered {r.status_code}: {r.text}")
 
         await asyncio.gather(*(writer(n) for n in range(writers)))
 
@@ -38,8 +40,8 @@ def test_kill_9_during_creates_loses_no_acknowledged_write(tmp_path):
         stop = asyncio.Event()
 
         async def run():
-            task = asyncio.create_task(_stream_creates(server.base, acknowledged, stop))
-            while len(acknowledged) < 300:
+            task = asyncio.create_task(_stream_creates(server, acknowledged, stop))
+            while len(acknowledged) < 300 and not task.done():
                 await asyncio.sleep(0.01)
             # kill from another thread while requests are in flight
             threading.Thread(target=server.kill9).start()
@@ -54,7 +56,7 @@ def test_kill_9_during_creates_loses_no_acknowledged_write(tmp_path):
 
     restarted = ServerProcess(data, server.port).start()
     try:
-        with httpx.Client(base_url=restarted.base, timeout=10) as client:
+        with httpx.Client(base_url=restarted.base, timeout=10, headers=restarted.headers) as client:
             missing = [pid for pid in acknowledged if client.get(f"/Patient/{pid}").status_code != 200]
             total = client.get("/Patient", params={"_summary": "count"}).json()["total"]
     finally:

@@ -21,7 +21,8 @@ def server(tmp_path_factory):
 
 @pytest.mark.req("UA-III.5")
 async def test_fhirpy_crud_search_and_history(server):
-    client = AsyncFHIRClient(server.base, extra_headers={"Accept": "application/fhir+json"})
+    client = AsyncFHIRClient(server.base, authorization=server.headers["Authorization"],
+                             extra_headers={"Accept": "application/fhir+json"})
     patient = client.resource("Patient", name=[{"family": "Кузнецов", "given": ["Иван"]}],
                               identifier=[{"system": "urn:fhirpy", "value": "p-1"}], gender="male")
     await patient.save()
@@ -51,6 +52,7 @@ async def test_fhirpy_crud_search_and_history(server):
 @pytest.mark.req("UA-III.5")
 def test_fhirclient_create_read_update_search(server):
     smart = fc_client.FHIRClient(settings={"app_id": "conformance", "api_base": server.base + "/"})
+    smart.server.session.headers.update(server.headers)
     p = FcPatient()
     p.name = [HumanName({"family": "Petrova", "given": ["Anna"]})]
     ident = Identifier()

@@ -126,3 +126,24 @@ async def test_ndjson_chunks_in_flight_stay_bounded(tmp_path, monkeypatch):
     assert summary.loaded == 100
     assert state["max"] == 2
     assert state["read_ahead"] <= 10 * 3  # read but not yet loaded: two chunks in flight, one being filled
+
+
+def test_load_into_a_running_server_with_a_token(tmp_path):
+    """`telemed load --url ... --token ...` over real HTTP; without the token the server refuses."""
+    import httpx
+
+    from tests.fhir_server.server_process import ServerProcess
+
+    f = tmp_path / "Patient.ndjson"
+    f.write_text("".join(json.dumps({"resourceType": "Patient", "id": f"u{i}"}) + "\n" for i in range(5)))
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        token = server.headers["Authorization"].removeprefix("Bearer ")
+        refused = CliRunner().invoke(cli, ["load", str(f), "--url", server.base])
+        assert refused.exit_code == 1 and "requires an access token" in refused.output
+        result = CliRunner().invoke(cli, ["load", str(f), "--url", server.base, "--token", token])
+        assert result.exit_code == 0, result.output
+        r = httpx.get(f"{server.base}/Patient", params={"_summary": "count"}, headers=server.headers)
+        assert r.json()["total"] == 5
+    finally:
+        server.stop()

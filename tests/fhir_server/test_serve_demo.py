@@ -7,12 +7,13 @@ import httpx
 from fhir_server.demo import ORGANISATIONS, PATIENTS, PRACTITIONERS, load_demo
 from fhir_server.settings import Settings
 from tests.fhir_server.server_process import ServerProcess
+from tests.tokens import auth
 
 
 def test_serve_demo_answers_fhir_with_demo_data(tmp_path):
     server = ServerProcess(tmp_path / "data", None, "--demo").start()
     try:
-        with httpx.Client(base_url=server.base, timeout=10) as client:
+        with httpx.Client(base_url=server.base, timeout=10, headers=server.headers) as client:
             meta = client.get("/metadata")
             assert meta.status_code == 200 and meta.json()["fhirVersion"] == "4.0.1"
             patients = client.get("/Patient", params={"_summary": "count"}).json()
@@ -33,7 +34,8 @@ async def test_demo_loads_once(tmp_path):
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t/fhir") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t/fhir",
+                                     headers=auth(app, base="http://t/fhir")) as client:
             orgs = (await client.get("/Organization", params={"_summary": "count"})).json()["total"]
             roles = (await client.get("/PractitionerRole", params={"_summary": "count"})).json()["total"]
             org1 = (await client.get(f"/Organization/{ORGANISATIONS[0][0]}/_history")).json()

@@ -14,7 +14,7 @@ SYSTEM_INTERACTIONS = {"transaction", "batch", "search-system", "history-system"
 # A batch is POSTed to the same endpoint as a transaction; Bundle.type tells them apart.
 ROUTE_OF = {"batch": "transaction"}
 SAMPLE_VALUE = {"token": "x", "string": "x", "date": "2024", "reference": "Patient/x", "number": "1",
-                "quantity": "1", "uri": "http://example.org/x", "special": "some-list-id"}
+                "quantity": "1", "uri": "http://example.org/x", "special": "some-list-id", "composite": "x$2024"}
 
 
 @pytest.fixture

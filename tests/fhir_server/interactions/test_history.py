@@ -123,7 +123,7 @@ async def test_system_history_paging_sees_every_version_exactly_once(client):
 
     pages = await follow(client, "/_history", {"_count": "2"})
 
-    seen = versions([e for p in pages for e in p.get("entry", [])])
+    seen = [v for v in versions([e for p in pages for e in p.get("entry", [])]) if not v[0].startswith("AuditEvent/")]
     assert len(seen) == 8
     assert len(set(seen)) == 8
 

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.tokens import auth
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from tests.conftest import mongo_store_uri
@@ -337,7 +338,77 @@ def build_dataset(seed: int = SEED) -> Dataset:
         if url:
             vs["url"] = url
         items.append((_label("V", i), vs))
+    items += _composite_extras(obs)
     return Dataset(items)
+
+
+SYSTOLIC, DIASTOLIC, BP_PANEL = "8480-6", "8462-4", "85354-9"
+COVID, COVID_AB, DETECTED, NOT_DETECTED = "94500-6", "94309-2", "260373001", "260415000"
+
+
+def _mmhg(value: float, code: str = "mm[Hg]") -> dict:
+    return {"value": value, "unit": "mmHg" if code == "mm[Hg]" else code, "system": UCUM, "code": code}
+
+
+def _bp(systolic: dict, diastolic: dict | None, subject: str, local: bool = False) -> dict:
+    """A blood-pressure panel: each reading in a component of its own (``local``: a second coding)."""
+    def coding(code: str, alias: str) -> dict:
+        return {"coding": [{"system": LOINC, "code": code}] + ([{"system": ACME, "code": alias}] if local else [])}
+
+    components = [{"code": coding(SYSTOLIC, "sys"), "valueQuantity": systolic}]
+    if diastolic is not None:
+        components.append({"code": coding(DIASTOLIC, "dia"), "valueQuantity": diastolic})
+    else:  # a diastolic component without a quantity: no composite value
+        components.append({"code": coding(DIASTOLIC, "dia"), "valueString": "not measured"})
+    return {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": LOINC, "code": BP_PANEL}]},
+            "subject": {"reference": f"Patient/{subject}"}, "component": components}
+
+
+def _composite_extras(first: int) -> list[tuple[str, dict]]:
+    """Observations and DocumentReferences for composite parameters: values that match only when
+    taken from different elements, several codings, units, value[x] types, ``$`` and ``,`` in codes."""
+    def obs(code: dict, **value: Any) -> dict:
+        return {"resourceType": "Observation", "status": "final", "code": code, **value}
+
+    acme = lambda code: {"coding": [{"system": ACME, "code": code}]}  # noqa: E731
+    observations = [
+        _bp(_mmhg(150), _mmhg(80), "P1"),  # 150 is the systolic: diastolic > 140 must not match it
+        _bp(_mmhg(120), _mmhg(95), "P2"),
+        _bp(_mmhg(135), _mmhg(11.5, "kPa"), "P3"),  # 11.5 kPa is 86.3 mmHg
+        _bp(_mmhg(141), _mmhg(90), "P1", local=True),
+        _bp(_mmhg(160), None, "P4"),
+        obs({"coding": [{"system": LOINC, "code": SYSTOLIC}]}, valueQuantity=_mmhg(145)),  # a reading on its own
+        obs({"coding": [{"code": "bp-local"}]}, valueQuantity=_mmhg(130)),  # a code without a system
+        obs({"coding": [{"system": LOINC, "code": COVID}]},
+            valueCodeableConcept={"coding": [{"system": SNOMED, "code": DETECTED}]}),
+        obs({"coding": [{"system": LOINC, "code": COVID}]},
+            valueCodeableConcept={"coding": [{"system": SNOMED, "code": NOT_DETECTED}]}),
+        obs(acme("panel"), component=[  # detected is the antibody's result, not the PCR's
+            {"code": {"coding": [{"system": LOINC, "code": COVID}]},
+             "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": NOT_DETECTED}]}},
+            {"code": {"coding": [{"system": LOINC, "code": COVID_AB}]},
+             "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": DETECTED}]}}]),
+        obs(acme("onset"), valueDateTime="2024-05-03T10:00:00Z"),
+        obs(acme("onset"), valuePeriod={"start": "2024-05-01", "end": "2024-05-05"}),
+        obs(acme("onset"), valueDateTime="2024-05"),
+        obs(acme("onset"), valuePeriod={"start": "2024-05-04T00:00:00+02:00"}),
+        obs(acme("recorded"), valueDateTime="2024-05-03"),
+        obs(acme("note"), valueString="Positive result"),
+        obs(acme("note"), valueString="négatif"),
+        obs(acme("a$b"), valueQuantity={"value": 5, "unit": "mg", "system": UCUM, "code": "mg"}),
+        obs(acme("x,y"), valueString="z$w, q"),
+    ]
+    items = [(_label("O", first + k), o) for k, o in enumerate(observations)]
+    content = [{"attachment": {"contentType": "text/plain", "data": "aGk="}}]
+    items.append(("D0", {"resourceType": "DocumentReference", "status": "current", "content": content}))
+    items.append(("D1", {"resourceType": "DocumentReference", "status": "current", "content": content}))
+    items.append(("D2", {"resourceType": "DocumentReference", "status": "current", "content": content,
+                         "relatesTo": [{"code": "replaces", "target": {"reference": "DocumentReference/D0"}},
+                                       {"code": "appends", "target": {"reference": "DocumentReference/D1"}}]}))
+    items.append(("D3", {"resourceType": "DocumentReference", "status": "current", "content": content,
+                         "relatesTo": [{"code": "transforms", "target": {"reference": "DocumentReference/D0"}},
+                                       {"code": "appends", "target": {"reference": "DocumentReference/D2"}}]}))
+    return items
 
 
 _LABEL_REF = re.compile(r"^([A-Za-z]+)/([A-Z]\d+)$")
@@ -416,6 +487,7 @@ async def world(request, tmp_path_factory):
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver/fhir") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver/fhir",
+                                     headers=auth(app)) as client:
             stored, ids = await seed(client, build_dataset())
             yield World(request.param, client, stored, ids, Oracle(stored))

@@ -30,7 +30,10 @@ Assumptions (the spec's own "server's local time zone" and open points):
 - uri ``:below``/``:above`` must match along ``/`` path segments and may match a bare string
   prefix (R4 speaks of path hierarchy without defining it for non-segment prefixes and URNs);
 - dates ``ap``: must match what ``eq`` does, may match ranges within 20% of the gap to now;
-- a Reference with only an identifier is ``MAYBE`` for ``:missing`` on that reference param.
+- a Reference with only an identifier is ``MAYBE`` for ``:missing`` on that reference param;
+- composites (R4 3.1.1.5.8): ``a$b`` matches when one element (an ``Observation.component``,
+  the Observation itself for ``code-value-*``, a ``DocumentReference.relatesTo``) matches every
+  component, each by its own type's rules; ``\\$`` is a literal ``$``.
 """
 
 from __future__ import annotations
@@ -154,6 +157,7 @@ _UNITS: dict[str, tuple[Fraction, str]] = {
     "mg/dL": (Fraction(10), "mass/volume"), "g/L": (Fraction(1000), "mass/volume"),  # g/m3
     "s": (Fraction(1), "time"), "min": (Fraction(60), "time"), "h": (Fraction(3600), "time"),
     "d": (Fraction(86400), "time"),
+    "mm[Hg]": (Fraction(133322), "pressure"), "kPa": (Fraction(1000000), "pressure"),  # g.m-1.s-2 (mPa)
 }
 
 
@@ -297,6 +301,31 @@ def _p(type: str, values: Callable[[dict], list], targets: tuple[str, ...] = ())
     return Param(type, values, targets)
 
 
+@dataclass(frozen=True)
+class Composite:
+    """A composite parameter: the elements it looks at, and per component a ``Param`` whose
+    ``values`` read one element."""
+
+    elements: Callable[[dict], list]
+    components: tuple[Param, ...]
+    type: str = "composite"
+
+
+def _self(r: dict) -> list[dict]:
+    return [r]
+
+
+def _components(r: dict) -> list[dict]:
+    return _list(r.get("component"))
+
+
+_CODE = _p("token", lambda e: _concepts(e.get("code")))
+_VALUE_QUANTITY = _p("quantity", lambda e: _quantities(e.get("valueQuantity")))
+_VALUE_CONCEPT = _p("token", lambda e: _concepts(e.get("valueCodeableConcept")))
+_VALUE_DATE = _p("date", lambda e: _date(e.get("valueDateTime")) + _periods(e.get("valuePeriod")))
+_VALUE_STRING = _p("string", lambda e: _strings(e.get("valueString")))
+
+
 PARAMS: dict[str, dict[str, Param]] = {
     "Patient": {
         "name": _p("string", _name_parts),
@@ -325,6 +354,14 @@ PARAMS: dict[str, dict[str, Param]] = {
         "subject": _p("reference", lambda r: _refs(r.get("subject")), ("Group", "Device", "Patient", "Location")),
         "patient": _p("reference", lambda r: _refs_of_type(r.get("subject"), "Patient"), ("Patient",)),
         "encounter": _p("reference", lambda r: _refs(r.get("encounter")), ("Encounter", "EpisodeOfCare")),
+        "code-value-quantity": Composite(_self, (_CODE, _VALUE_QUANTITY)),
+        "code-value-concept": Composite(_self, (_CODE, _VALUE_CONCEPT)),
+        "code-value-date": Composite(_self, (_CODE, _VALUE_DATE)),
+        "code-value-string": Composite(_self, (_CODE, _VALUE_STRING)),
+        "component-code-value-quantity": Composite(_components, (_CODE, _VALUE_QUANTITY)),
+        "component-code-value-concept": Composite(_components, (_CODE, _VALUE_CONCEPT)),
+        "combo-code-value-quantity": Composite(lambda r: [r, *_components(r)], (_CODE, _VALUE_QUANTITY)),
+        "combo-code-value-concept": Composite(lambda r: [r, *_components(r)], (_CODE, _VALUE_CONCEPT)),
     },
     "Encounter": {
         "status": _p("token", lambda r: _code(r.get("status"))),
@@ -348,6 +385,13 @@ PARAMS: dict[str, dict[str, Param]] = {
         "status": _p("token", lambda r: _code(r.get("status"))),
     },
     "Group": {},
+    "DocumentReference": {
+        "relatesto": _p("reference", lambda r: [ref for x in _list(r.get("relatesTo")) for ref in _refs(x.get("target"))],
+                        ("DocumentReference",)),
+        "relationship": Composite(lambda r: _list(r.get("relatesTo")), (
+            _p("reference", lambda e: _refs(e.get("target")), ("DocumentReference",)),
+            _p("token", lambda e: _code(e.get("code"))))),
+    },
 }
 COMMON = {
     "_id": _p("token", lambda r: [Tok(None, r["id"])]),
@@ -356,7 +400,7 @@ COMMON = {
 RESULT_PARAMS = {"_sort", "_count", "_include", "_revinclude", "_include:iterate", "_revinclude:iterate", "_total"}
 
 
-def param(type: str, code: str) -> Param:
+def param(type: str, code: str) -> Param | Composite:
     if code in COMMON:
         return COMMON[code]
     return PARAMS[type][code]
@@ -382,6 +426,11 @@ def split_token(raw: str) -> tuple[str | None, str]:
 
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+
+
+def split_components(raw: str) -> list[str]:
+    """A composite value's components; ``\\$`` is a literal ``$``."""
+    return re.split(r"(?<!\\)\$", raw)
 
 
 def split_prefix(raw: str) -> tuple[str, str]:
@@ -580,6 +629,9 @@ class Oracle:
                         if (t := self.resolve(ref.reference, targets)) is not None
                         and self._knows(t["resourceType"], rest))
         p = param(type, code)
+        if isinstance(p, Composite):
+            assert modifier is None, modifier
+            return t_or(self._match_composite(p, r, v) for v in split_values(raw))
         values = p.values(r)
         if modifier == "missing":
             present = bool(values)
@@ -590,6 +642,13 @@ class Oracle:
         if modifier == "not":
             return t_not(t_or(self.match(type, r, code, v) for v in split_values(raw)))
         return t_or(self._match_value(p, modifier, v, values) for v in split_values(raw))
+
+    def _match_composite(self, p: Composite, r: dict, raw: str) -> bool | None:
+        """Some element matches every component (never components of different elements)."""
+        parts = split_components(raw)
+        assert len(parts) == len(p.components), raw
+        return t_or(t_and(self._match_value(c, None, part, c.values(element)) for c, part in zip(p.components, parts))
+                    for element in p.elements(r))
 
     def _knows(self, type: str, rest: str) -> bool:
         code = re.split(r"[:.]", rest, maxsplit=1)[0]

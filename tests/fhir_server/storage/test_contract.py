@@ -185,6 +185,19 @@ async def test_delete_is_a_new_version_and_hides_the_resource_from_search(store)
     assert await ids(store, "Patient", ("gender", "male")) == {"a"}
 
 
+async def test_scan_lists_current_versions_deleted_included_in_id_order(store):
+    w = Writer(store)
+    await w.put(patient("c"), patient("a"), patient("b"), observation("o"))
+    await w.put(patient("a", gender="male"))
+    await w.delete("Patient", "b")
+    got = await store.scan("Patient", None, 10)
+    assert [(s.id, s.version, s.deleted) for s in got] == [("a", 2, False), ("b", 2, True), ("c", 1, False)]
+    assert b"male" in got[0].json
+    assert [s.id for s in await store.scan("Patient", "a", 1)] == ["b"]
+    assert await store.scan("Patient", "c", 10) == []
+    assert await store.scan("Encounter", None, 10) == []
+
+
 # --- history -------------------------------------------------------------------------------------
 
 

@@ -200,3 +200,74 @@ async def test_mongodb_many_valued_reference_clause_is_one_indexed_in(mongo):
     negated = Query("Observation", (Clause("subject", "reference", "not", targets),))
     listed = {"s.subject": {"$in": [v.text for v in targets]}}
     assert mongo_search.compile_filter(negated) == {"d": False, "$nor": [listed]}
+
+
+# --- composite parameters ---------------------------------------------------------------------
+
+LOINC = "http://loinc.org"
+SYSTOLIC = "component-code-value-quantity=http://loinc.org|8480-6$gt140"
+
+
+def blood_pressures(n: int = 40) -> list[Write]:
+    """Panels whose systolic and diastolic readings are components of their own."""
+    writes = []
+    mm = {"system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
+    for i in range(n):
+        components = [{"code": {"coding": [{"system": LOINC, "code": code}]}, "valueQuantity": {"value": v, **mm}}
+                      for code, v in (("8480-6", 110 + i), ("8462-4", 70 + i % 30))]
+        res = {"resourceType": "Observation", "id": f"bp{i}", "status": "final", "component": components,
+               "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+               "subject": {"reference": f"Patient/p{i % 8}"}}
+        writes.append(Write("Observation", res["id"], 1, f"2024-01-02T00:00:{i:02d}.000000Z", orjson.dumps(res),
+                            extract(res), 0, "POST"))  # fmt: skip
+    return writes
+
+
+def _items(query: str) -> list[tuple[str, str]]:
+    return [tuple(part.split("=", 1)) for part in query.split("&")]
+
+
+@pytest.mark.parametrize("query", [
+    SYSTOLIC,
+    "component-code-value-quantity=8480-6$gt140,8462-4$gt95",  # alternatives: one IN list of first codes
+    "combo-code-value-quantity=8480-6$gt140&status=final",
+])
+async def test_sqlite_composite_seeks_its_first_component_then_the_same_element(sqlite, query):
+    await sqlite.commit(blood_pressures())
+    sql, args, _ = sqlite_search.compile_page(parse_query("Observation", _items(query)), 51, None)
+    plan = [row[3] for row in sqlite._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    assert any("INDEX idx_composite_code (type=? AND param=? AND comp=? AND code=?" in step for step in plan), plan
+    assert any("INDEX idx_composite_res (type=? AND id=? AND param=? AND elem=? AND comp=?)" in step
+               for step in plan), plan
+
+
+async def test_sqlite_composite_probe_after_a_reference_lead_uses_the_element_index(sqlite):
+    await sqlite.commit(blood_pressures())
+    query = parse_query("Observation", [("subject", "Patient/p1"), *_items(SYSTOLIC)])
+    sql, args, _ = sqlite_search.compile_page(query, 51, None)
+    plan = [row[3] for row in sqlite._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    assert any("INDEX idx_reference_target " in step for step in plan), plan
+    assert any("SEARCH y USING INDEX idx_composite_res " in step for step in plan), plan
+    page = await sqlite.search(query, count=50, cursor=None, total=True)
+    assert [e.id for e in page.entries] == ["bp33"] and page.total == 1
+
+
+async def test_mongodb_composite_is_one_elem_match_over_an_indexed_first_component(mongo):
+    await mongo.commit(blood_pressures())
+    filt = mongo_search.compile_filter(parse_query("Observation", _items(SYSTOLIC)))
+    (field, cond), = filt.items()
+    assert field == "s.component-code-value-quantity"
+    assert list(cond["$elemMatch"]) == ["c0", "c1"] and cond["$elemMatch"]["c0"] == f"{LOINC}|8480-6"
+    indexes = {ix["name"]: list(ix["key"].items()) async for ix in await mongo.db["Observation"].list_indexes()}
+    for code in ("code-value-quantity", "component-code-value-quantity"):
+        assert indexes[f"{code}_id"] == [(f"s.{code}.c0", 1), ("_id", 1)]
+    page = await mongo.search(parse_query("Observation", _items(SYSTOLIC)), count=50, cursor=None, total=True)
+    assert page.total == 9
+
+
+@mongodb_only("SecantusDB does not use indexes for $elemMatch")
+@pytest.mark.parametrize("query", [SYSTOLIC, "component-code-value-quantity=8480-6$gt140,8462-4$gt95"])
+async def test_mongodb_composite_search_uses_its_index(mongo, query):
+    await mongo.commit(blood_pressures())
+    plan = index_names(await mongo.explain(parse_query("Observation", _items(query))))
+    assert "IXSCAN:component-code-value-quantity_id" in plan and "COLLSCAN" not in plan, plan

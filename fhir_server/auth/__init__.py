@@ -1,0 +1,1 @@
+"""SMART on FHIR authorization: the local authorization server, token checks and access control."""
