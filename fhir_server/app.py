@@ -51,8 +51,11 @@ def create_services(settings: Settings, store: Store | None = None) -> Services:
         from fhir_server.auth.external import ExternalProvider
 
         external = ExternalProvider(settings, store)
+    from dicomweb.proxy import open_proxy
+
     return Services(settings=settings, store=store, keys=keys, auth_state=state,
-                    bearer=Bearer(keys, state, settings, external), auditor=Auditor(store))
+                    bearer=Bearer(keys, state, settings, external), auditor=Auditor(store),
+                    dicomweb=open_proxy(settings))
 
 
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
@@ -65,6 +68,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         purger = asyncio.get_running_loop().create_task(_purge_auth_state(svc.auth_state))
         yield
         purger.cancel()
+        if svc.dicomweb is not None:
+            await svc.dicomweb.close()
         await svc.auditor.close()
         await svc.auth_state.close()
         await svc.store.close()

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
+from dicomweb import qido as dw_qido, stow as dw_stow, wado as dw_wado
 from fhir_server import capability, metrics
 from fhir_server.auth import admin_api, smart_configuration
 from fhir_server.auth.authorize import Authorize
@@ -73,6 +74,33 @@ def routes(svc: Services) -> list[Route]:
         r("/admin/users", admin_api.create_user, "POST", "admin-user-create"),
         r("/admin/users/{username}", admin_api.delete_user, "DELETE", "admin-user-delete"),
         r("/admin/launch", admin_api.create_launch, "POST", "admin-launch"),
+        # DICOMweb (dicomweb/): QIDO-RS, WADO-RS and STOW-RS proxied to the PACS, scoped to the
+        # studies the caller may see. Study, series and instance paths under /dicomweb.
+        r("/dicomweb/studies", dw_qido.studies, "GET", "qido-studies"),
+        r("/dicomweb/series", dw_qido.series, "GET", "qido-series"),
+        r("/dicomweb/instances", dw_qido.instances, "GET", "qido-instances"),
+        r("/dicomweb/studies/{study}/series", dw_qido.series, "GET", "qido-study-series"),
+        r("/dicomweb/studies/{study}/instances", dw_qido.instances, "GET", "qido-study-instances"),
+        r("/dicomweb/studies/{study}/series/{series}/instances", dw_qido.instances, "GET", "qido-series-instances"),
+        r("/dicomweb/studies", dw_stow.store, "POST", "stow"),
+        r("/dicomweb/studies/{study}", dw_stow.store, "POST", "stow-study"),
+        r("/dicomweb/studies/{study}", dw_wado.retrieve, "GET", "wado-study"),
+        r("/dicomweb/studies/{study}/metadata", dw_wado.metadata, "GET", "wado-study-metadata"),
+        r("/dicomweb/studies/{study}/rendered", dw_wado.retrieve, "GET", "wado-study-rendered"),
+        r("/dicomweb/studies/{study}/series/{series}", dw_wado.retrieve, "GET", "wado-series"),
+        r("/dicomweb/studies/{study}/series/{series}/metadata", dw_wado.metadata, "GET", "wado-series-metadata"),
+        r("/dicomweb/studies/{study}/series/{series}/rendered", dw_wado.retrieve, "GET", "wado-series-rendered"),
+        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}", dw_wado.retrieve, "GET", "wado-instance"),
+        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", dw_wado.metadata, "GET",
+          "wado-instance-metadata"),
+        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered", dw_wado.retrieve, "GET",
+          "wado-instance-rendered"),
+        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", dw_wado.retrieve, "GET",
+          "wado-frames"),
+        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", dw_wado.retrieve,
+          "GET", "wado-frames-rendered"),
+        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulk/{bulk:path}", dw_wado.retrieve, "GET",
+          "wado-bulkdata"),
     ]
 
 

@@ -23,6 +23,7 @@ class Services:
     auth_state: AuthState
     bearer: Bearer
     auditor: Auditor
+    dicomweb: object | None = None  # dicomweb.proxy.Proxy when a PACS is configured
 
     async def principal(self, request: Request) -> Principal:
         """The caller of ``request`` (401 without a valid access token)."""

@@ -48,6 +48,26 @@ class Settings(BaseSettings):
     # Scopes of a matched user whose external token carries no SMART scopes.
     external_practitioner_scope: str = "user/*.cruds"
     external_patient_scope: str = "patient/*.rs"
+    # DICOMweb proxy (/dicomweb, package dicomweb/) to the PACS: the PACS's DICOMweb root URL
+    # (e.g. http://pacs:8042/dicom-web; empty: the /dicomweb routes answer 503), the proxy's
+    # HTTP basic credentials there, seconds to wait for a connection or for the next bytes of
+    # an answer (502/504 after that), the bytes of study metadata kept for ETag revalidation
+    # and how long an entry is trusted, and the largest STOW-RS body accepted.
+    dicomweb_upstream: str = ""
+    dicomweb_username: str = ""
+    dicomweb_password: str = ""
+    dicomweb_timeout: float = 30.0
+    dicomweb_cache_bytes: int = 64 * 1024 * 1024
+    dicomweb_cache_seconds: float = 300.0
+    dicomweb_max_stow_bytes: int = 4 * 1024 * 1024 * 1024
+
+    @field_validator("dicomweb_upstream")
+    @classmethod
+    def _dicomweb_upstream(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("dicomweb_upstream must be an http:// or https:// URL (the PACS's DICOMweb root)")
+        return v.rstrip("/")
+
     @field_validator("max_body_bytes", "max_depth", "default_count", "max_count", "access_token_seconds",
                      "refresh_token_seconds", "authorization_code_seconds", "token_rate_limit")
     @classmethod

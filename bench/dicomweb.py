@@ -1,0 +1,185 @@
+"""DICOMweb proxy benchmark: the proxy vs. Orthanc directly, in one run.
+
+- WADO-RS of a ~150 MB study (300 CT instances of 512x512 16-bit pixels), streamed and counted
+  by the client, through the proxy and directly, alternately, ``--rounds`` times each; the
+  proxy's resident memory is sampled every 10 ms during its transfers.
+- QIDO-RS: ``--queries`` study searches by PatientID, through the proxy (a consultation
+  participant's token, so the access lookups are included; and an admin token) and directly,
+  interleaved; latency p50/p95 and the added p50.
+Targets: throughput >= 0.9 x direct, added QIDO p50 <= 2 ms, RSS growth < 50 MB.
+Usage: python bench/dicomweb.py [--rounds 3] [--queries 100]
+Needs Orthanc: apt-get install -y orthanc orthanc-dicomweb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fhir_server.auth import tokens  # noqa: E402
+from fhir_server.auth.consultation import KIND  # noqa: E402
+from fhir_server.auth.keys import KeyRing  # noqa: E402
+from fhir_server.settings import Settings  # noqa: E402
+from tests.dicomweb import data, orthanc  # noqa: E402
+from tests.fhir_server.server_process import ServerProcess, free_port  # noqa: E402
+
+ACCEPT = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (``/proc/<pid>/stat``)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_study(pacs, instances: int, side: int) -> data.Study:
+    study = data.study(instances, patient="PAT-BENCH", name="Bench^Patient", side=side)
+    for at in range(0, instances, 50):  # 50 instances (~25 MB) per STOW
+        part = data.Study(study.uid, study.series, study.datasets[at:at + 50])
+        r = httpx.post(f"{pacs.dicomweb}/studies", content=part.body(), auth=pacs.auth, timeout=300,
+                       headers={"Content-Type": data.CONTENT_TYPE, "Accept": "application/dicom+json"})
+        r.raise_for_status()
+    return study
+
+
+def seed(fhir: str, headers: dict, study: data.Study) -> None:
+    ref = lambda r: {"reference": r}  # noqa: E731
+    resources = [
+        {"resourceType": "Patient", "id": "p1"},
+        {"resourceType": "Practitioner", "id": "consultant"},
+        {"resourceType": "PractitionerRole", "id": "consultant-role", "practitioner": ref("Practitioner/consultant")},
+        {"resourceType": "ImagingStudy", "id": "bench", "status": "available", "subject": ref("Patient/p1"),
+         "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{study.uid}"}]},
+        {"resourceType": "ServiceRequest", "id": "c1", "status": "active", "intent": "order", "subject": ref("Patient/p1"),
+         "category": [{"coding": [{"system": KIND, "code": "doctor-doctor"}]}], "supportingInfo": [ref("ImagingStudy/bench")]},
+        {"resourceType": "Task", "id": "t1", "status": "in-progress", "intent": "order", "basedOn": [ref("ServiceRequest/c1")],
+         "owner": ref("PractitionerRole/consultant-role")},
+    ]
+    with httpx.Client(base_url=fhir, headers=headers) as c:
+        for r in resources:
+            c.put(f"/{r['resourceType']}/{r['id']}", json=r).raise_for_status()
+
+
+def transfer(client: httpx.Client, url: str, headers: dict | None = None, **kw) -> tuple[int, float]:
+    start = time.perf_counter()
+    size = 0
+    with client.stream("GET", url, headers={**ACCEPT, **(headers or {})}, **kw) as r:
+        r.raise_for_status()
+        for chunk in r.iter_raw():
+            size += len(chunk)
+    return size, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--instances", type=int, default=300)
+    ap.add_argument("--side", type=int, default=512)
+    args = ap.parse_args()
+    reason = orthanc.available()
+    if reason:
+        raise SystemExit(reason)
+    pacs = orthanc.start()
+    work = Path(tempfile.mkdtemp(prefix="bench-dicomweb-"))
+    (work / "data").mkdir()
+    port = free_port()
+    server = ServerProcess(work / "data", port, env={
+        "TELEMED_BASE_URL": f"http://127.0.0.1:{port}/fhir", "TELEMED_DICOMWEB_UPSTREAM": pacs.dicomweb,
+        "TELEMED_DICOMWEB_USERNAME": orthanc.USER, "TELEMED_DICOMWEB_PASSWORD": orthanc.PASSWORD,
+        "TELEMED_LOG_LEVEL": "WARNING"})
+    try:
+        server.start()
+        t0 = time.time()
+        study = load_study(pacs, args.instances, args.side)
+        print(f"loaded {args.instances} instances into Orthanc in {time.time() - t0:.1f} s")
+        keys = KeyRing(Settings(data=server.data).keys_path())
+        mint = lambda scope, **c: {"Authorization": "Bearer " + tokens.mint(keys, {  # noqa: E731
+            "iss": server.base, "aud": server.base, "sub": "bench", "client_id": "bench", "scope": scope, **c},
+            3600)[0]}
+        admin = mint("system/*.*")
+        consultant = mint("user/*.cruds fhirUser", fhirUser="Practitioner/consultant")
+        seed(server.base, admin, study)
+        proxy_root = f"http://127.0.0.1:{port}/dicomweb"
+        path = f"/studies/{study.uid}"
+        pid = server.proc.pid
+
+        # WADO-RS: alternate direct and proxied transfers.
+        direct_rates, proxy_rates, growth, proxy_cpu, pacs_cpu = [], [], [], [], []
+        with httpx.Client(timeout=300) as client:
+            transfer(client, pacs.dicomweb + path, auth=pacs.auth)  # warm Orthanc's caches
+            transfer(client, proxy_root + path, headers=consultant)
+            for _ in range(args.rounds):
+                size, secs = transfer(client, pacs.dicomweb + path, auth=pacs.auth)
+                direct_rates.append(size / secs)
+                before, peak, stop = rss(pid), [0], threading.Event()
+
+                def sample():
+                    while not stop.is_set():
+                        peak[0] = max(peak[0], rss(pid))
+                        time.sleep(0.01)
+
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                cpu = cpu_seconds(pid), cpu_seconds(pacs.proc.pid)
+                size_p, secs = transfer(client, proxy_root + path, headers=consultant)
+                stop.set()
+                sampler.join()
+                proxy_rates.append(size_p / secs)
+                proxy_cpu.append((cpu_seconds(pid) - cpu[0]) / secs)
+                pacs_cpu.append((cpu_seconds(pacs.proc.pid) - cpu[1]) / secs)
+                growth.append(max(peak[0] - before, 0))
+
+            # QIDO-RS: interleaved, one query at a time.
+            query = {"PatientID": "PAT-BENCH"}
+            lat = {"direct": [], "proxy (participant)": [], "proxy (admin)": []}
+            for _ in range(5):
+                client.get(proxy_root + "/studies", params=query, headers=consultant)
+            for _ in range(args.queries):
+                for name, url, kw in (("direct", pacs.dicomweb + "/studies", {"auth": pacs.auth}),
+                                      ("proxy (participant)", proxy_root + "/studies", {"headers": consultant}),
+                                      ("proxy (admin)", proxy_root + "/studies", {"headers": admin})):
+                    start = time.perf_counter()
+                    r = client.get(url, params=query, **kw)
+                    lat[name].append((time.perf_counter() - start) * 1000)
+                    assert r.status_code == 200 and len(r.json()) == 1, (name, r.status_code, r.text[:200])
+
+        mb = 1024 * 1024
+        d, p = statistics.median(direct_rates), statistics.median(proxy_rates)
+        print(f"\nWADO-RS study: {size / mb:.0f} MiB, {args.rounds} rounds each (median; min-max)")
+        print(f"  direct  {d / mb:7.1f} MiB/s  ({min(direct_rates) / mb:.0f}-{max(direct_rates) / mb:.0f})")
+        print(f"  proxy   {p / mb:7.1f} MiB/s  ({min(proxy_rates) / mb:.0f}-{max(proxy_rates) / mb:.0f})")
+        print(f"  ratio   {p / d:.2f}  (target >= 0.9)")
+        print(f"  CPU busy during proxied transfers: proxy {statistics.median(proxy_cpu):.2f} cores, Orthanc "
+              f"{statistics.median(pacs_cpu):.2f} cores (machine: {os.cpu_count()} cores, client included)")
+        print(f"  proxy RSS growth during transfer: max {max(growth) / mb:.1f} MiB (target < 50)")
+        print(f"\nQIDO-RS: {args.queries} queries each, latency in ms")
+        base = statistics.median(lat["direct"])
+        for name, values in lat.items():
+            values.sort()
+            p50, p95 = statistics.median(values), values[int(len(values) * 0.95) - 1]
+            added = "" if name == "direct" else f"  added p50 {p50 - base:+.2f} ms (target <= 2)"
+            print(f"  {name:20s} p50 {p50:6.2f}  p95 {p95:6.2f}{added}")
+    finally:
+        server.stop()
+        pacs.stop()
+
+
+if __name__ == "__main__":
+    main()

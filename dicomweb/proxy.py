@@ -1,0 +1,36 @@
+"""The DICOMweb proxy's per-process state, built once by ``create_app`` from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dicomweb.cache import MetadataCache
+from dicomweb.upstream import Upstream
+from fhir_server.errors import OperationOutcomeError, issue
+from fhir_server.settings import Settings
+
+
+@dataclass(slots=True)
+class Proxy:
+    upstream: Upstream
+    cache: MetadataCache
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+
+def open_proxy(settings: Settings) -> Proxy | None:
+    """The proxy to ``dicomweb_upstream``, or None when no PACS is configured."""
+    if not settings.dicomweb_upstream:
+        return None
+    return Proxy(Upstream(settings.dicomweb_upstream, settings.dicomweb_username, settings.dicomweb_password,
+                          settings.dicomweb_timeout),
+                 MetadataCache(settings.dicomweb_cache_bytes, settings.dicomweb_cache_seconds))
+
+
+def require(svc) -> Proxy:
+    """The configured proxy; 503 when the server has no PACS to proxy to."""
+    if svc.dicomweb is None:
+        raise OperationOutcomeError([issue("transient", "DICOMweb is not configured on this server: set "
+                                           "TELEMED_DICOMWEB_UPSTREAM to the PACS's DICOMweb root URL")], status=503)
+    return svc.dicomweb

@@ -1,0 +1,140 @@
+"""The HTTP client to the PACS: query strings built by hand, errors mapped, answers streamed.
+
+Orthanc 1.10 does not percent-decode some query values (``PatientName=A%5EB`` matches nothing,
+``limit=%32`` is a 400; ../shared/orthanc.md), so ``query_string`` leaves DICOM's matching
+characters (``^ * ? , . -``) as they are and turns spaces into the single-character wildcard.
+A PACS that cannot be reached is 502; one that does not answer within the timeout (for the
+connection, or for the next bytes of an answer) is 504; neither ever hangs the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.responses import Response, StreamingResponse
+
+from fhir_server.errors import OperationOutcomeError, issue
+
+log = logging.getLogger(__name__)
+
+# Characters sent as they are; every other byte is percent-encoded (spaces become ``?``).
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~^*?,:/@!$'()")
+# Streamed bodies are sent on in pieces of about this size: memory stays bounded by it, and
+# per-piece costs (ASGI messages, chunked framing) do not dominate a study's transfer.
+SEND_BYTES = 1 << 20
+# Answer headers passed on to the caller as they are (the body's bytes are not changed).
+PASSED = ("content-type", "content-length", "content-encoding", "content-disposition", "content-location",
+          "warning")
+
+
+def quote_value(value: str) -> str:
+    out = []
+    for b in value.replace(" ", "?").encode():
+        out.append(chr(b) if b in _SAFE else f"%{b:02X}")
+    return "".join(out)
+
+
+def query_string(items: list[tuple[str, str]]) -> str:
+    return "&".join(f"{quote_value(k)}={quote_value(v)}" for k, v in items)
+
+
+def bad_gateway(text: str) -> OperationOutcomeError:
+    return OperationOutcomeError([issue("exception", text)], status=502)
+
+
+def gateway_timeout(text: str) -> OperationOutcomeError:
+    return OperationOutcomeError([issue("timeout", text)], status=504)
+
+
+class Upstream:
+    def __init__(self, url: str, username: str, password: str, timeout: float):
+        self.url = url.rstrip("/")
+        self.root = urlsplit(self.url).path.rstrip("/")  # e.g. /dicom-web
+        auth = httpx.BasicAuth(username, password) if username else None
+        self.client = httpx.AsyncClient(
+            auth=auth, timeout=httpx.Timeout(timeout), follow_redirects=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # JSON comes back plain: it is parsed and rewritten here; binary bodies pass as sent.
+            headers={"Accept-Encoding": "identity"})
+
+    async def open(self, method: str, path: str, items: list[tuple[str, str]] = (), headers: dict | None = None,
+                   content=None) -> httpx.Response:
+        """Send a request to ``{url}{path}`` and return the answer with its body unread (streaming)."""
+        url = self.url + path
+        if items:
+            url += "?" + query_string(list(items))
+        request = self.client.build_request(method, url, headers=headers, content=content)
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise gateway_timeout(f"The PACS did not answer {method} {path} in time") from None
+        except httpx.HTTPError as exc:
+            raise bad_gateway(f"The PACS could not be reached ({type(exc).__name__})") from None
+
+    async def read(self, response: httpx.Response) -> bytes:
+        try:
+            return await response.aread()
+        except httpx.TimeoutException:
+            raise gateway_timeout("The PACS stopped sending its answer") from None
+        except httpx.HTTPError as exc:
+            raise bad_gateway(f"The PACS's answer broke off ({type(exc).__name__})") from None
+        finally:
+            await response.aclose()
+
+    async def fail(self, response: httpx.Response, what: str) -> OperationOutcomeError:
+        """The error for a non-2xx answer: the PACS's own 4xx as they are (404, 400, 406, 409,
+        415), 502 for its 5xx and for a refusal of the proxy's credentials."""
+        text = (await self.read(response))[:2000].decode("utf-8", "replace")
+        status = response.status_code
+        if status in (401, 403, 407):
+            log.error("the PACS refused the proxy's credentials (%d) on %s", status, what)
+            return bad_gateway("The PACS refused the proxy's credentials")
+        if status >= 500 or status < 400:
+            return bad_gateway(f"The PACS failed on {what} ({status}): {_detail(text)}")
+        code = {404: "not-found", 409: "conflict", 406: "not-supported", 415: "not-supported"}.get(status, "invalid")
+        return OperationOutcomeError([issue(code, f"The PACS answered {status} to {what}: {_detail(text)}")],
+                                     status=status)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _detail(text: str) -> str:
+    """Orthanc's error JSON carries a ``Details`` or ``Message``; else the text itself."""
+    import orjson
+
+    try:
+        body = orjson.loads(text)
+        if isinstance(body, dict):
+            return str(body.get("Details") or body.get("Message") or text)
+    except orjson.JSONDecodeError:
+        pass
+    return text.strip() or "no details"
+
+
+def streamed(response: httpx.Response) -> Response:
+    """The upstream answer passed on as it arrives: raw bytes, bounded memory, closed at the end
+    or when the caller goes away."""
+    headers = {k: response.headers[k] for k in PASSED if k in response.headers}
+    return StreamingResponse(_raw(response), status_code=response.status_code, headers=headers)
+
+
+async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's raw bytes in pieces of about ``SEND_BYTES`` (fewer, larger writes to the caller)."""
+    buffer = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            buffer += chunk
+            if len(buffer) >= SEND_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
+    except httpx.HTTPError as exc:  # the status is sent: all that is left is to cut the body short
+        log.warning("the PACS's answer broke off mid-stream: %s", type(exc).__name__)
+        raise
+    finally:
+        await response.aclose()
