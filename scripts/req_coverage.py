@@ -1,4 +1,5 @@
-"""List the requirement IDs of the catalog that no test names with @pytest.mark.req("ID").
+"""List the requirement IDs of the catalog that no test names with @pytest.mark.req("ID")
+(on a test, or as a module's ``pytestmark``).
 
 Usage: python scripts/req_coverage.py [path/to/requirements.md]
 The catalog is ../shared/requirements.md beside the repository by default. Exit code 0 always;
@@ -14,7 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ID_RE = re.compile(r"^- ([A-Z]{2,3}-[0-9A-Za-z.]+)\s", re.M)
-MARK_RE = re.compile(r"""@pytest\.mark\.req\(\s*((?:["'][^"']+["']\s*,?\s*)+)\)""")
+# ``@pytest.mark.req("ID")`` on a test or class, and ``pytestmark = pytest.mark.req("ID")`` (or a
+# list of marks) for a whole module.
+MARK_RE = re.compile(r"""pytest\.mark\.req\(\s*((?:["'][^"']+["']\s*,?\s*)+)\)""")
 
 
 def catalog(path: Path) -> list[str]:
