@@ -60,13 +60,18 @@ def create_services(settings: Settings, store: Store | None = None) -> Services:
 
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     svc = create_services(settings, store)
+    from fhir_server.bulk.jobs import Jobs, Workers
+
+    svc.bulk = Workers(svc, Jobs(settings.bulk_path()), settings.bulk_workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         if hasattr(svc.store, "start"):
             await svc.store.start()
         purger = asyncio.get_running_loop().create_task(_purge_auth_state(svc.auth_state))
+        await svc.bulk.start()
         yield
+        await svc.bulk.stop()
         purger.cancel()
         if svc.dicomweb is not None:
             await svc.dicomweb.close()

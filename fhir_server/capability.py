@@ -80,6 +80,13 @@ def statement(base: str) -> dict:
             "mode": "server",
             "resource": _resources(),
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            # Bulk Data Access 2.0 (fhir_server/bulk): system, Patient and Group level.
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+                {"name": "patient-export",
+                 "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+                {"name": "group-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
+            ],
         }],
     }
 

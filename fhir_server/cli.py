@@ -115,6 +115,50 @@ async def _in_process(work, settings: Settings):
             return await work(client)
 
 
+@app.command()
+def export(
+    out: Path = typer.Option(..., help="Folder for the NDJSON files and manifest.json (an unfinished export there resumes)."),
+    type: Optional[str] = typer.Option(None, "--type", help="Resource types, comma-separated (default: every type)."),
+    since: Optional[str] = typer.Option(None, help="Only resources changed after this instant (e.g. 2026-01-01T00:00:00Z)."),
+    type_filter: list[str] = typer.Option([], help="A search query per type, e.g. 'Observation?code=...' (repeatable)."),
+    data: Optional[Path] = typer.Option(None, help="Data directory of the embedded store."),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help="mongodb://... to use MongoDB."),
+) -> None:
+    """Bulk-export resources as NDJSON files (the $export engine, run here with a progress bar)."""
+    from fhir_server.app import open_store
+    from fhir_server.bulk.local import export as run_export
+    from fhir_server.errors import OperationOutcomeError
+    from fhir_server.load import progress_bar
+
+    settings = _settings(data, store)
+    types = [t.strip() for t in type.split(",") if t.strip()] if type else None
+
+    async def run():
+        db = open_store(settings)
+        if hasattr(db, "start"):
+            await db.start()
+        try:
+            with progress_bar(disable=not console.is_terminal) as progress:
+                tasks: dict = {}
+
+                def show(t: str, n: int, total: int | None) -> None:
+                    if t not in tasks:
+                        tasks[t] = progress.add_task(t, total=total)
+                    progress.update(tasks[t], completed=n, **({"total": total} if total is not None else {}))
+
+                return await run_export(db, settings, out, types, since, type_filter, show)
+        finally:
+            await db.close()
+
+    try:
+        manifest = asyncio.run(run())
+    except OperationOutcomeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    for item in manifest["output"]:
+        typer.echo(f"{item['type']}\t{item['count']}\t{out / item['url']}")
+
+
 # The local authorization server: clients, users, tokens, keys.
 
 client_app = typer.Typer(help="Clients registered with the local authorization server.", no_args_is_help=True)

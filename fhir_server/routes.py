@@ -18,6 +18,7 @@ from fhir_server.auth.introspect import Introspect
 from fhir_server.auth.ratelimit import SlidingWindow
 from fhir_server.auth.revoke import Revoke
 from fhir_server.auth.token_endpoint import TokenEndpoint
+from fhir_server.bulk import files as bulk_files, kickoff as bulk_kickoff, status as bulk_status
 from fhir_server.interactions import create, delete, history, patch, read, search, transaction, update, vread
 from fhir_server.services import Services
 
@@ -39,6 +40,16 @@ def routes(svc: Services) -> list[Route]:
     # Read first: it is the hottest path. The convertors keep ``_history``, ``_search`` and
     # ``$operation`` segments from matching ``{id}``.
     return [
+        # Bulk Data export (fhir_server/bulk): exact paths; ``$`` is in no convertor's alphabet.
+        r("/fhir/$export", bulk_kickoff.handle, "GET", "export"),
+        r("/fhir/$export", bulk_kickoff.handle, "POST", "export-post"),
+        r("/fhir/Patient/$export", bulk_kickoff.handle, "GET", "export-patient"),
+        r("/fhir/Patient/$export", bulk_kickoff.handle, "POST", "export-patient-post"),
+        r("/fhir/Group/{id:fhirid}/$export", bulk_kickoff.handle, "GET", "export-group"),
+        r("/fhir/Group/{id:fhirid}/$export", bulk_kickoff.handle, "POST", "export-group-post"),
+        r("/fhir/bulk-status/{job}", bulk_status.handle, "GET", "export-status"),
+        r("/fhir/bulk-status/{job}", bulk_status.cancel, "DELETE", "export-cancel"),
+        r("/fhir/bulk-files/{job}/{name}", bulk_files.handle, "GET", "export-file"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", read.handle, "GET", "read"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", update.handle, "PUT", "update"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", patch.handle, "PATCH", "patch"),

@@ -24,6 +24,7 @@ class Services:
     bearer: Bearer
     auditor: Auditor
     dicomweb: object | None = None  # dicomweb.proxy.Proxy when a PACS is configured
+    bulk: object | None = None  # fhir_server.bulk.jobs.Workers: bulk export jobs (set by create_app)
 
     async def principal(self, request: Request) -> Principal:
         """The caller of ``request`` (401 without a valid access token)."""

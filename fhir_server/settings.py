@@ -68,13 +68,33 @@ class Settings(BaseSettings):
             raise ValueError("dicomweb_upstream must be an http:// or https:// URL (the PACS's DICOMweb root)")
         return v.rstrip("/")
 
+    # Bulk Data export (fhir_server/bulk): where jobs and their NDJSON files live (empty:
+    # ``<data>/bulk``), the size at which an output file is split, how long files are kept after
+    # a job completes, how many jobs run at once in this process, and the bytes read per batch.
+    bulk_dir: Path | None = None
+    bulk_file_max_bytes: int = 100 * 1024 * 1024
+    bulk_file_ttl_seconds: int = 24 * 3600
+    bulk_workers: int = 2
+    bulk_batch_bytes: int = 4 * 1024 * 1024
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, v: str) -> str:
+        if v and not v.startswith(("mongodb://", "mongodb+srv://", "sqlite:")):
+            raise ValueError("store must be empty (embedded SQLite), sqlite:PATH or a mongodb:// URI")
+        return v
+
     @field_validator("max_body_bytes", "max_depth", "default_count", "max_count", "access_token_seconds",
-                     "refresh_token_seconds", "authorization_code_seconds", "token_rate_limit")
+                     "refresh_token_seconds", "authorization_code_seconds", "token_rate_limit",
+                     "bulk_file_max_bytes", "bulk_file_ttl_seconds", "bulk_workers", "bulk_batch_bytes")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("must be positive")
         return v
+
+    def bulk_path(self) -> Path:
+        return self.bulk_dir or self.data / "bulk"
 
     def keys_path(self) -> Path:
         return self.data / "keys"
