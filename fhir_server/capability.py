@@ -17,6 +17,13 @@ from fhir_server.services import Services
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
 SEARCH_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri", "composite")
 VERSION = "0.1.0"
+# Per resource type, the operations of operations/ (their OperationDefinitions are in profiles/).
+_OP = "https://telemed-fhir.org/ig/OperationDefinition/"
+OPERATIONS = {
+    "ServiceRequest": [{"name": "submit", "definition": _OP + "ServiceRequest-submit"}],
+    "Task": [{"name": n, "definition": _OP + f"Task-{n}"}
+             for n in ("accept", "transfer", "request-info", "provide-info", "refuse", "cancel")],
+}
 
 
 @cache
@@ -60,6 +67,7 @@ def _resources() -> list[dict]:
             "searchInclude": includes,
             **({"searchRevInclude": revincludes[type]} if type in revincludes else {}),
             "searchParam": params,
+            **({"operation": OPERATIONS[type]} if type in OPERATIONS else {}),
         })
     return out
 

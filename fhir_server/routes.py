@@ -21,6 +21,7 @@ from fhir_server.auth.token_endpoint import TokenEndpoint
 from fhir_server.bulk import files as bulk_files, kickoff as bulk_kickoff, status as bulk_status
 from fhir_server.interactions import create, delete, history, patch, read, search, transaction, update, vread
 from fhir_server.services import Services
+from operations.consult import accept, cancel, provide_info, refuse, request_info, submit, transfer
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
 
@@ -50,6 +51,14 @@ def routes(svc: Services) -> list[Route]:
         r("/fhir/bulk-status/{job}", bulk_status.handle, "GET", "export-status"),
         r("/fhir/bulk-status/{job}", bulk_status.cancel, "DELETE", "export-cancel"),
         r("/fhir/bulk-files/{job}/{name}", bulk_files.handle, "GET", "export-file"),
+        # The teleconsultation workflow (operations/consult, docs/workflow.md).
+        r("/fhir/ServiceRequest/{id:fhirid}/$submit", submit.handle, "POST", "consult-submit"),
+        r("/fhir/Task/{id:fhirid}/$accept", accept.handle, "POST", "consult-accept"),
+        r("/fhir/Task/{id:fhirid}/$transfer", transfer.handle, "POST", "consult-transfer"),
+        r("/fhir/Task/{id:fhirid}/$request-info", request_info.handle, "POST", "consult-request-info"),
+        r("/fhir/Task/{id:fhirid}/$provide-info", provide_info.handle, "POST", "consult-provide-info"),
+        r("/fhir/Task/{id:fhirid}/$refuse", refuse.handle, "POST", "consult-refuse"),
+        r("/fhir/Task/{id:fhirid}/$cancel", cancel.handle, "POST", "consult-cancel"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", read.handle, "GET", "read"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", update.handle, "PUT", "update"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", patch.handle, "PATCH", "patch"),

@@ -1,8 +1,10 @@
 """The consultations a caller takes part in (participation, the third layer of access control).
 
 A caller's parties are their ``fhirUser`` (a Practitioner, PractitionerRole or Patient), the
-PractitionerRoles of that practitioner and, for every role coded ``coordinator``, the role's
-Organization with all its PractitionerRoles and their practitioners. A consultation includes a
+PractitionerRoles of that practitioner and their Organizations (so a consultation offered to an
+organisation, e.g. a Task owned by it, is visible to its practitioners, who may claim it) and,
+for every role coded ``coordinator``, the role's Organization's PractitionerRoles and their
+practitioners. A consultation includes a
 party when the party is its ServiceRequest's requester or performer, the requester or owner of a
 Task of it, or an agent of a Provenance about its Task or request (so past owners keep access
 after a transfer). Looked up per request through the search indexes, bounded by
@@ -59,8 +61,10 @@ async def parties(svc, who: Principal) -> set[str]:
         role = orjson.loads(s.json)
         codes = {(c.get("system"), c.get("code")) for cc in role.get("code") or () for c in cc.get("coding") or ()}
         org = (role.get("organization") or {}).get("reference")
-        if (ROLE_SYSTEM, COORDINATOR) in codes and org and role.get("active", True):
-            orgs.add(org)
+        if org and role.get("active", True):
+            refs.add(org)  # a request or Task addressed to the organisation itself (to be claimed)
+            if (ROLE_SYSTEM, COORDINATOR) in codes:
+                orgs.add(org)
     if orgs:
         refs |= orgs
         for s in await _ids(svc, "PractitionerRole", [("organization", _values(orgs))]):

@@ -26,6 +26,7 @@ from fhir_server.storage.port import Guard
 from fhir_server.write import (
     Planned, accept, as_stored, check_depth, check_id, check_if_match, check_type, commit_planned, new_version,
 )
+from operations.consult import guard
 
 JSON_PATCH = "application/json-patch+json"
 # Levels a patch document adds around the values it carries (Parameters.parameter.part.value...).
@@ -48,6 +49,7 @@ async def plan(svc: Services, access: Access, type: str, id: str, kind: str, doc
     if result.get("resourceType") != type or result.get("id") != id:
         raise unprocessable("A patch may not change the resource's type or id", f"{type}.id")
     accept(result, type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
+    guard.refuse_workflow_change(stored, result)  # a ConsultTask's state changes only through its operations
     await consultation.stamp(svc.store, result, id)
     write = new_version(result, id, stored.version + 1, "PATCH")
     if not await access.permits(access.rule(type, "u"), resource=result, index=write.index):

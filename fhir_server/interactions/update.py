@@ -17,6 +17,7 @@ from fhir_server.storage.port import Guard
 from fhir_server.write import (
     Planned, accept, as_stored, check_id, check_if_match, check_type, commit_planned, new_id, new_version,
 )
+from operations.consult import guard
 
 
 async def plan(svc: Services, access: Access, type: str, id: str, resource: dict, if_match: int | None,
@@ -29,6 +30,7 @@ async def plan(svc: Services, access: Access, type: str, id: str, resource: dict
     elif not await access.permits(rule, current):
         raise outside(type)
     check_if_match(current, if_match, type, id)
+    guard.refuse_workflow_change(current, resource)  # a ConsultTask's state changes only through its operations
     version = current.version + 1 if current else 1
     await consultation.stamp(svc.store, resource, id)
     write = new_version(resource, id, version, method)

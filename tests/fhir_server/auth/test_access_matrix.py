@@ -273,3 +273,19 @@ async def test_only_an_admin_may_cascade(seeded, client):
     h = headers(seeded, "requester")
     r = await client.delete("/Patient/p2?_cascade=delete", headers=h)
     assert r.status_code == 403
+
+
+async def test_a_consultation_offered_to_an_organisation_is_visible_to_its_practitioners(seeded, client):
+    kind = [{"coding": [{"system": KIND, "code": "doctor-doctor"}]}]
+    for r in [
+        {"resourceType": "ServiceRequest", "id": "c3", "status": "active", "intent": "order", "category": kind,
+         "subject": _ref("Patient/p2"), "requester": _ref("PractitionerRole/unrelated-role")},
+        {"resourceType": "Task", "id": "t3", "status": "requested", "intent": "order",
+         "basedOn": [_ref("ServiceRequest/c3")], "for": _ref("Patient/p2"),
+         "requester": _ref("PractitionerRole/unrelated-role"), "owner": _ref("Organization/orgB")},
+    ]:
+        assert (await client.put(f"/{r['resourceType']}/{r['id']}", json=r)).status_code == 201
+    for role, seen in (("colleague", 200), ("consultant", 200), ("coordinator", 200), ("requester", 404)):
+        h = headers(seeded, role)
+        assert (await client.get("/Task/t3", headers=h)).status_code == seen, role
+        assert (await client.get("/ServiceRequest/c3", headers=h)).status_code == seen, role
