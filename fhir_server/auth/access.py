@@ -48,6 +48,11 @@ class Rule:
     constraints: tuple[tuple[tuple[str, str], ...], ...]  # any-of granular filters; () = none
     participation: bool
 
+    @property
+    def limited(self) -> bool:
+        """Whether each resource must be checked (compartment, participation, granular filter)."""
+        return self.patient is not None or self.participation or bool(self.constraints)
+
 
 class Access:
     """Decisions for one request's caller. Cheap to make; caches what it looks up."""
@@ -81,7 +86,7 @@ class Access:
             return Rule(type, False, own, _constraints(user), type in consultation.SCOPED)
         patient = self.who.patient or own
         if not patient:
-            raise forbidden(f"patient/ scopes need a patient in the launch context; the token has none", type)
+            raise forbidden("patient/ scopes need a patient in the launch context; the token has none", type)
         return Rule(type, False, patient, _constraints(grants), type in consultation.SCOPED)
 
     def _own_patient(self) -> str | None:
@@ -89,14 +94,11 @@ class Access:
             return self.who.fhir_user.split("/", 1)[1]
         return None
 
-    def require(self, type: str, letter: str) -> Rule:
-        return self.rule(type, letter)
-
     # 2 + 3: one resource
     async def permits(self, rule: Rule, stored: Stored | None = None, resource: dict | None = None,
                       index=None) -> bool:
         """Whether the resource (stored, or about to be written) is within ``rule``."""
-        if rule.patient is None and not rule.participation and not rule.constraints:
+        if not rule.limited:
             return True
         if resource is None:
             resource = orjson.loads(stored.json)

@@ -105,5 +105,5 @@ async def _visible(access: Access, s: Stored, letter: str) -> bool:
             rule = access.rule(s.type, letter)
         except Exception:  # noqa: BLE001 - no grant on the type
             return False
-        return rule.system or (rule.patient is None and not rule.participation)
+        return rule.system or not rule.limited  # as a read of a deleted resource (read.visible_current)
     return await access.visible(s, letter)

@@ -17,25 +17,13 @@ from fhir_server.storage.port import Stored
 from fhir_server.write import check_type
 
 
-async def current(svc: Services, type: str, id: str) -> Stored:
-    """The current version; 404 when it never existed, 410 when it was deleted."""
-    check_type(type)
-    stored = await svc.store.read(type, id)
-    if stored is None:
-        raise not_found(f"{type}/{id} is not known", f"{type}/{id}")
-    if stored.deleted:
-        raise gone(f"{type}/{id} was deleted", f"{type}/{id}", headers=version_headers(stored))
-    return stored
-
-
 async def visible_current(svc: Services, access: Access, type: str, id: str, letter: str = "r") -> Stored:
     """The current version if the caller may see it; a resource they may not see answers like a
     missing one (404), and so does a deletion of one they could not see."""
     check_type(type)
     rule = access.rule(type, letter)
     stored = await svc.store.read(type, id)
-    if stored is not None and stored.deleted and (rule.system or (rule.patient is None and not rule.participation
-                                                                  and not rule.constraints)):
+    if stored is not None and stored.deleted and (rule.system or not rule.limited):
         raise gone(f"{type}/{id} was deleted", f"{type}/{id}", headers=version_headers(stored))
     if stored is None or stored.deleted or not await access.permits(rule, stored):
         raise not_found(f"{type}/{id} is not known", f"{type}/{id}")
