@@ -7,7 +7,11 @@
   participant's token, so the access lookups are included; and an admin token) and directly,
   interleaved; latency p50/p95 and the added p50.
 Targets: throughput >= 0.9 x direct, added QIDO p50 <= 2 ms, RSS growth < 50 MB.
-Usage: python bench/dicomweb.py [--rounds 3] [--queries 100]
+Both clients send ``Accept-Encoding: identity`` (httpx offers gzip by default; Orthanc would
+then compress its JSON for the direct client only, which the proxy never asks for).
+``--splice off`` runs the proxy with its kernel splice fast path off (TELEMED_DICOMWEB_SPLICE=0).
+The proxy's CPU is also given per GiB relayed and per query (process CPU time, all threads).
+Usage: python bench/dicomweb.py [--rounds 3] [--queries 100] [--splice on|off]
 Needs Orthanc: apt-get install -y orthanc orthanc-dicomweb.
 """
 
@@ -33,6 +37,7 @@ from tests.dicomweb import data, orthanc  # noqa: E402
 from tests.fhir_server.server_process import ServerProcess, free_port  # noqa: E402
 
 ACCEPT = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+IDENTITY = {"Accept-Encoding": "identity"}
 
 
 def rss(pid: int) -> int:
@@ -41,11 +46,14 @@ def rss(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (``/proc/<pid>/stat``)."""
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process's live threads in seconds (``/proc/<pid>/task/*/schedstat``, ns)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended
+    return total / 1e9
 
 
 def load_study(pacs, instances: int, side: int) -> data.Study:
@@ -92,6 +100,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--instances", type=int, default=300)
     ap.add_argument("--side", type=int, default=512)
+    ap.add_argument("--splice", choices=("on", "off"), default="on")
     args = ap.parse_args()
     reason = orthanc.available()
     if reason:
@@ -103,7 +112,7 @@ def main() -> None:
     server = ServerProcess(work / "data", port, env={
         "TELEMED_BASE_URL": f"http://127.0.0.1:{port}/fhir", "TELEMED_DICOMWEB_UPSTREAM": pacs.dicomweb,
         "TELEMED_DICOMWEB_USERNAME": orthanc.USER, "TELEMED_DICOMWEB_PASSWORD": orthanc.PASSWORD,
-        "TELEMED_LOG_LEVEL": "WARNING"})
+        "TELEMED_LOG_LEVEL": "WARNING", "TELEMED_DICOMWEB_SPLICE": "1" if args.splice == "on" else "0"})
     try:
         server.start()
         t0 = time.time()
@@ -121,8 +130,8 @@ def main() -> None:
         pid = server.proc.pid
 
         # WADO-RS: alternate direct and proxied transfers.
-        direct_rates, proxy_rates, growth, proxy_cpu, pacs_cpu = [], [], [], [], []
-        with httpx.Client(timeout=300) as client:
+        direct_rates, proxy_rates, growth, proxy_cpu, pacs_cpu, ratios, per_gib = [], [], [], [], [], [], []
+        with httpx.Client(timeout=300, headers=IDENTITY) as client:
             transfer(client, pacs.dicomweb + path, auth=pacs.auth)  # warm Orthanc's caches
             transfer(client, proxy_root + path, headers=consultant)
             for _ in range(args.rounds):
@@ -142,7 +151,9 @@ def main() -> None:
                 stop.set()
                 sampler.join()
                 proxy_rates.append(size_p / secs)
+                ratios.append(proxy_rates[-1] / direct_rates[-1])
                 proxy_cpu.append((cpu_seconds(pid) - cpu[0]) / secs)
+                per_gib.append((cpu_seconds(pid) - cpu[0]) / (size_p / 2**30))
                 pacs_cpu.append((cpu_seconds(pacs.proc.pid) - cpu[1]) / secs)
                 growth.append(max(peak[0] - before, 0))
 
@@ -151,6 +162,7 @@ def main() -> None:
             lat = {"direct": [], "proxy (participant)": [], "proxy (admin)": []}
             for _ in range(5):
                 client.get(proxy_root + "/studies", params=query, headers=consultant)
+            qido_cpu = cpu_seconds(pid)
             for _ in range(args.queries):
                 for name, url, kw in (("direct", pacs.dicomweb + "/studies", {"auth": pacs.auth}),
                                       ("proxy (participant)", proxy_root + "/studies", {"headers": consultant}),
@@ -159,17 +171,20 @@ def main() -> None:
                     r = client.get(url, params=query, **kw)
                     lat[name].append((time.perf_counter() - start) * 1000)
                     assert r.status_code == 200 and len(r.json()) == 1, (name, r.status_code, r.text[:200])
+            qido_cpu = (cpu_seconds(pid) - qido_cpu) / (2 * args.queries)
 
         mb = 1024 * 1024
         d, p = statistics.median(direct_rates), statistics.median(proxy_rates)
         print(f"\nWADO-RS study: {size / mb:.0f} MiB, {args.rounds} rounds each (median; min-max)")
         print(f"  direct  {d / mb:7.1f} MiB/s  ({min(direct_rates) / mb:.0f}-{max(direct_rates) / mb:.0f})")
         print(f"  proxy   {p / mb:7.1f} MiB/s  ({min(proxy_rates) / mb:.0f}-{max(proxy_rates) / mb:.0f})")
-        print(f"  ratio   {p / d:.2f}  (target >= 0.9)")
+        print(f"  ratio   {p / d:.2f}  (target >= 0.9); per round: median {statistics.median(ratios):.2f} "
+              f"({min(ratios):.2f}-{max(ratios):.2f})")
+        print(f"  proxy CPU per GiB relayed: {statistics.median(per_gib):.2f} s (splice {args.splice})")
         print(f"  CPU busy during proxied transfers: proxy {statistics.median(proxy_cpu):.2f} cores, Orthanc "
               f"{statistics.median(pacs_cpu):.2f} cores (machine: {os.cpu_count()} cores, client included)")
         print(f"  proxy RSS growth during transfer: max {max(growth) / mb:.1f} MiB (target < 50)")
-        print(f"\nQIDO-RS: {args.queries} queries each, latency in ms")
+        print(f"\nQIDO-RS: {args.queries} queries each, latency in ms (proxy CPU {qido_cpu * 1000:.2f} ms per query)")
         base = statistics.median(lat["direct"])
         for name, values in lat.items():
             values.sort()

@@ -9,11 +9,21 @@ A study is visible when an ImagingStudy carries its Study Instance UID as an ide
 A ``system/`` grant on ImagingStudy (a gateway, a registry) sees every study, linked or not.
 No read grant on ImagingStudy at all is 403. Anything else is not visible: it answers 404, as
 if the PACS did not have it.
+
+QIDO-RS and WADO-RS reuse a caller's visible studies for ``VISIBLE_SECONDS`` (``Seen``, per
+token): a viewer sends many requests per study, and the lookups (the caller's consultations,
+their requests and Tasks, the linked ImagingStudies) cost more than the rest of a QIDO-RS.
+So a link made or removed through the FHIR API, or a participant added to or removed from a
+consultation, shows in DICOMweb at most that late, as a token revocation does (auth.bearer).
+A STOW-RS through this proxy forgets every caller's studies at once (it makes links), and
+STOW-RS itself always looks them up afresh.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import orjson
@@ -25,6 +35,8 @@ from fhir_server.auth.tokens import insufficient_scope
 from fhir_server.search.plan import parse_query
 
 UID_SYSTEM = "urn:dicom:uid"
+VISIBLE_SECONDS = 2.0
+VISIBLE_CALLERS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +84,60 @@ def _study(resource: dict, id: str) -> tuple[str, Study] | None:
                       else None)
 
 
-async def visible(access: Access) -> Visible:
-    """The studies ``access``'s caller may see (looked up once per request)."""
-    svc, who = access.svc, access.who
+class Seen:
+    """Callers' visible studies kept for ``max_age`` seconds, keyed by their access token."""
+
+    def __init__(self, max_age: float = VISIBLE_SECONDS, size: int = VISIBLE_CALLERS):
+        self.max_age, self.size = max_age, size
+        self._entries: OrderedDict[tuple, tuple[float, Visible]] = OrderedDict()
+
+    @staticmethod
+    def key(who) -> tuple:
+        return (who.issuer, who.subject, who.client_id, who.token_id, who.fhir_user, who.patient,
+                str(who.claims.get("scope")), who.expires)
+
+    def get(self, who) -> Visible | None:
+        key = self.key(who)
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if time.monotonic() - found[0] > self.max_age:
+            del self._entries[key]
+            return None
+        return found[1]
+
+    def put(self, who, seen: Visible) -> None:
+        key = self.key(who)
+        self._entries.pop(key, None)
+        self._entries[key] = (time.monotonic(), seen)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+async def visible(access: Access, seen: Seen | None = None) -> Visible:
+    """The studies ``access``'s caller may see: looked up once per request, or taken from
+    ``seen`` when it knows them from the last ``VISIBLE_SECONDS``."""
+    who = access.who
     grants = who.scopes.matching("ImagingStudy", "r")
     if not grants:
         raise insufficient_scope("The access token does not grant read on ImagingStudy, which DICOMweb needs",
                                  "user/ImagingStudy.r or patient/ImagingStudy.r")
     if any(g.context == "system" for g in grants):
         return Visible(True)
+    if seen is not None:
+        known = seen.get(who)
+        if known is None:
+            known = await _lookup(access, grants)
+            seen.put(who, known)
+        return known
+    return await _lookup(access, grants)
+
+
+async def _lookup(access: Access, grants) -> Visible:
+    svc, who = access.svc, access.who
     found: dict[str, Study] = {}
     patients: set[str] = set()
     if who.user_type == "Patient":
@@ -135,10 +192,11 @@ def check_uid(value: str, what: str) -> str:
     return value
 
 
-async def require_study(request, access: Access, uid: str, service: str) -> tuple[Visible, dict]:
+async def require_study(request, access: Access, uid: str, service: str,
+                        cache: Seen | None = None) -> tuple[Visible, dict]:
     """The caller's visible studies, when they include ``uid``; else an audited 404."""
     check_uid(uid, "StudyInstanceUID")
-    seen = await visible(access)
+    seen = await visible(access, cache)
     if not seen.sees(uid):
         audit.record(request, access.svc, access.who, service, {uid: None}, "4",
                      "The study is not linked to a consultation or patient the caller may see")

@@ -1,6 +1,18 @@
 """After a STOW-RS to a consultation: the ImagingStudy of each stored study, and its link from
 the consultation's ``ServiceRequest.supportingInfo``, written in one storage transaction.
 
+Before anything is stored, ``check_patient`` makes sure the instances are of the request's
+patient. The rule: every instance's Patient ID (0010,0020) must equal the ``value`` of one of
+the ``identifier``s of the Patient the ServiceRequest's ``subject`` names (any system: a
+medical record number, SNILS, a policy number...), compared without its DICOM padding, without
+spaces and hyphens, and ignoring case (so ``123-456-789 01`` matches ``12345678901``). Issuer
+of Patient ID (0010,0021) and Other Patient IDs are not considered (issuers are free text that
+names no identifier system). An instance without a Patient ID, or a Patient without any
+identifier, cannot be checked and is refused as well. Refusals are 422 (``business-rule``) with
+one issue per offending instance naming ``PatientID`` (0010,0020), and nothing is stored: one
+wrong instance refuses the whole upload, since a partly stored upload to the wrong patient's
+consultation is worse than none.
+
 The ImagingStudy is found by its Study Instance UID identifier (``urn:dicom:uid``) and updated
 (new series and instances added), or created for the request's patient with ``basedOn`` the
 request. Both writes, and their AuditEvent, commit together or not at all (``commit_planned``,
@@ -18,7 +30,7 @@ from dicomweb.stow_parts import Head
 from fhir_server.audit import audited
 from fhir_server.auth import consultation
 from fhir_server.auth.access import Access, outside
-from fhir_server.errors import conflict, not_found, unprocessable
+from fhir_server.errors import OperationOutcomeError, conflict, issue, not_found, unprocessable
 from fhir_server.search.plan import parse_query
 from fhir_server.storage.port import Guard
 from fhir_server.write import Planned, accept, commit_planned, new_id, new_version
@@ -93,6 +105,38 @@ async def check_request(access: Access, request_id: str):
     if not isinstance(subject, str) or not subject.startswith("Patient/"):
         raise unprocessable(f"ServiceRequest/{request_id} has no Patient subject to file the study under", "request")
     return sr
+
+
+def _normal_id(value: str) -> str:
+    return "".join(value.split()).replace("-", "").upper()
+
+
+async def check_patient(svc, sr, heads: list[Head]) -> None:
+    """422 unless every instance's PatientID is an identifier of the request's patient (module
+    docstring)."""
+    subject = (orjson.loads(sr.json).get("subject") or {}).get("reference")
+    patient = await svc.store.read("Patient", subject.split("/", 1)[1])
+    values = set()
+    if patient is not None and not patient.deleted:
+        for ident in orjson.loads(patient.json).get("identifier") or ():
+            value = ident.get("value") if isinstance(ident, dict) else None
+            if isinstance(value, str) and value.strip():
+                values.add(_normal_id(value))
+    if not values:
+        raise OperationOutcomeError([issue(
+            "business-rule", f"{subject}, the patient of ServiceRequest/{sr.id}, has no identifier to check the "
+            "instances' PatientID (0010,0020) against", ["request", "PatientID"])], status=422)
+    issues = []
+    for n, h in enumerate(heads, 1):
+        if not h.patient_id:
+            issues.append(issue("business-rule", f"Part {n} (SOP Instance {h.instance}) has no PatientID (0010,0020): "
+                                f"it cannot be checked against {subject}", "PatientID"))
+        elif _normal_id(h.patient_id) not in values:
+            issues.append(issue("business-rule", f"Part {n} (SOP Instance {h.instance}) has PatientID (0010,0020) "
+                                f"'{h.patient_id}', which is not an identifier of {subject}, the patient of "
+                                f"ServiceRequest/{sr.id}; nothing was stored", "PatientID"))
+    if issues:
+        raise OperationOutcomeError(issues, status=422)
 
 
 def _merge(resource: dict, heads: list[Head], request_ref: str) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dicomweb.access import Seen
+from dicomweb.audit import Batch
 from dicomweb.cache import MetadataCache
+from dicomweb.relay import Relay
 from dicomweb.upstream import Upstream
 from fhir_server.errors import OperationOutcomeError, issue
 from fhir_server.settings import Settings
@@ -12,10 +15,15 @@ from fhir_server.settings import Settings
 
 @dataclass(slots=True)
 class Proxy:
-    upstream: Upstream
+    upstream: Upstream  # httpx: STOW-RS (request bodies streamed from a spool file)
+    relay: Relay        # raw: QIDO-RS, WADO-RS (bodies spliced or relayed), metadata
     cache: MetadataCache
+    seen: Seen          # callers' visible studies, for a few seconds
+    audit: Batch        # AuditEvents of the last moment, identical accesses merged
 
     async def close(self) -> None:
+        self.audit.flush()  # before the server's Auditor closes
+        self.relay.close()
         await self.upstream.close()
 
 
@@ -23,9 +31,10 @@ def open_proxy(settings: Settings) -> Proxy | None:
     """The proxy to ``dicomweb_upstream``, or None when no PACS is configured."""
     if not settings.dicomweb_upstream:
         return None
-    return Proxy(Upstream(settings.dicomweb_upstream, settings.dicomweb_username, settings.dicomweb_password,
-                          settings.dicomweb_timeout),
-                 MetadataCache(settings.dicomweb_cache_bytes, settings.dicomweb_cache_seconds))
+    pacs = (settings.dicomweb_upstream, settings.dicomweb_username, settings.dicomweb_password,
+            settings.dicomweb_timeout)
+    return Proxy(Upstream(*pacs), Relay(*pacs),
+                 MetadataCache(settings.dicomweb_cache_bytes, settings.dicomweb_cache_seconds), Seen(), Batch())
 
 
 def require(svc) -> Proxy:

@@ -20,11 +20,13 @@ from dicomweb import audit
 from dicomweb.access import Visible, check_uid, require_study, visible
 from dicomweb.proxy import require
 from dicomweb.rewrite import Rewriter, own_base
+from dicomweb.upstream import bad_gateway, failure, query_string
 from fhir_server.auth.access import for_request
 from fhir_server.errors import invalid
 from fhir_server.services import Services
 
 MAX_PUSHED = 500
+MAX_JSON_BYTES = 256 << 20  # a QIDO-RS or metadata answer larger than this is the PACS's fault (502)
 STUDY_KEYS = ("StudyInstanceUID", "0020000D")
 DICOM_JSON = "application/dicom+json"
 # PS3.18 8.3.4.1: a server that does not do fuzzy matching says so.
@@ -68,22 +70,22 @@ async def _search(request: Request, svc: Services, path: str, study: str | None)
     query = path + ("?" + request.scope["query_string"].decode("latin-1") if request.scope["query_string"] else "")
     page: tuple[int, int] | None = None
     if study is not None:
-        seen, _ = await require_study(request, access, study, "qido-rs")
+        seen, _ = await require_study(request, access, study, "qido-rs", proxy.seen)
     else:
-        seen = await visible(access)
+        seen = await visible(access, proxy.seen)
         items, page = _restrict(items, seen)
         if items is None:
             audit.record(request, svc, access.who, "qido-rs", {}, query=query)
             return _answer([], items_fuzzy(request))
-    upstream = proxy.upstream
-    response = await upstream.open("GET", path, items, {"Accept": DICOM_JSON})
-    if response.status_code == 204:
-        await response.aclose()
+    answer = await proxy.relay.get(path + "?" + query_string(items) if items else path, {"Accept": DICOM_JSON},
+                                   keep=True)
+    if answer.status_code == 204:
+        answer.close()
         body = []
-    elif response.status_code != 200:
-        raise await upstream.fail(response, f"QIDO-RS {path}")
+    elif answer.status_code != 200:
+        raise failure(answer.status_code, await answer.read(), f"QIDO-RS {path}")
     else:
-        body = orjson.loads(await upstream.read(response) or b"[]")
+        body = _parse(await answer.read_all(MAX_JSON_BYTES, f"QIDO-RS {path}"), f"QIDO-RS {path}")
     if not isinstance(body, list):
         body = []
     if not seen.everything:
@@ -91,10 +93,17 @@ async def _search(request: Request, svc: Services, path: str, study: str | None)
     if page is not None:
         offset, limit = page
         body = body[offset:offset + limit] if limit else body[offset:]
-    Rewriter(upstream.root, own_base(request, svc.settings)).json(body)
+    Rewriter(proxy.relay.root, own_base(request, svc.settings)).json(body)
     found = {uid: seen.studies.get(uid) for uid in (_study_of(d) for d in body) if uid}
     audit.record(request, svc, access.who, "qido-rs", found, query=query)
     return _answer(body, items_fuzzy(request))
+
+
+def _parse(raw: bytes, what: str):
+    try:
+        return orjson.loads(raw or b"[]")
+    except orjson.JSONDecodeError:
+        raise bad_gateway(f"The PACS's answer to {what} is not JSON") from None
 
 
 def items_fuzzy(request: Request) -> bool:

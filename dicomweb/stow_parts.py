@@ -40,6 +40,7 @@ class Head:
     series_description: str | None
     study_date: str | None
     study_time: str | None
+    patient_id: str | None = None  # (0010,0020), padding stripped
 
 
 def boundary_of(content_type: str | None) -> str:
@@ -207,7 +208,8 @@ def heads(f: BinaryIO, parts: list[tuple[int, int]]) -> list[Head]:
             raise invalid(f"Part {n} does not name its study, series and instance UIDs", "body")
         out.append(Head(study, series, instance, _str(ds, "SOPClassUID"), _str(ds, "Modality"),
                         _int(ds, "SeriesNumber"), _int(ds, "InstanceNumber"), _str(ds, "StudyDescription"),
-                        _str(ds, "SeriesDescription"), _str(ds, "StudyDate"), _str(ds, "StudyTime")))
+                        _str(ds, "SeriesDescription"), _str(ds, "StudyDate"), _str(ds, "StudyTime"),
+                        _str(ds, "PatientID")))
     return out
 
 

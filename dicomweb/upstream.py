@@ -1,4 +1,5 @@
-"""The HTTP client to the PACS: query strings built by hand, errors mapped, answers streamed.
+"""The HTTP client to the PACS (QIDO-RS, metadata, STOW-RS): query strings built by hand,
+errors mapped. WADO-RS bodies take the raw path of ``relay``.
 
 Orthanc 1.10 does not percent-decode some query values (``PatientName=A%5EB`` matches nothing,
 ``limit=%32`` is a 400; ../shared/orthanc.md), so ``query_string`` leaves DICOM's matching
@@ -10,11 +11,9 @@ connection, or for the next bytes of an answer) is 504; neither ever hangs the c
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
-from starlette.responses import Response, StreamingResponse
 
 from fhir_server.errors import OperationOutcomeError, issue
 
@@ -22,9 +21,6 @@ log = logging.getLogger(__name__)
 
 # Characters sent as they are; every other byte is percent-encoded (spaces become ``?``).
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~^*?,:/@!$'()")
-# Streamed bodies are sent on in pieces of about this size: memory stays bounded by it, and
-# per-piece costs (ASGI messages, chunked framing) do not dominate a study's transfer.
-SEND_BYTES = 1 << 20
 # Answer headers passed on to the caller as they are (the body's bytes are not changed).
 PASSED = ("content-type", "content-length", "content-encoding", "content-disposition", "content-location",
           "warning")
@@ -84,22 +80,22 @@ class Upstream:
         finally:
             await response.aclose()
 
-    async def fail(self, response: httpx.Response, what: str) -> OperationOutcomeError:
-        """The error for a non-2xx answer: the PACS's own 4xx as they are (404, 400, 406, 409,
-        415), 502 for its 5xx and for a refusal of the proxy's credentials."""
-        text = (await self.read(response))[:2000].decode("utf-8", "replace")
-        status = response.status_code
-        if status in (401, 403, 407):
-            log.error("the PACS refused the proxy's credentials (%d) on %s", status, what)
-            return bad_gateway("The PACS refused the proxy's credentials")
-        if status >= 500 or status < 400:
-            return bad_gateway(f"The PACS failed on {what} ({status}): {_detail(text)}")
-        code = {404: "not-found", 409: "conflict", 406: "not-supported", 415: "not-supported"}.get(status, "invalid")
-        return OperationOutcomeError([issue(code, f"The PACS answered {status} to {what}: {_detail(text)}")],
-                                     status=status)
-
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def failure(status: int, body: bytes, what: str) -> OperationOutcomeError:
+    """The error for a non-2xx answer: the PACS's own 4xx as they are (404, 400, 406, 409,
+    415), 502 for its 5xx and for a refusal of the proxy's credentials."""
+    text = body[:2000].decode("utf-8", "replace")
+    if status in (401, 403, 407):
+        log.error("the PACS refused the proxy's credentials (%d) on %s", status, what)
+        return bad_gateway("The PACS refused the proxy's credentials")
+    if status >= 500 or status < 400:
+        return bad_gateway(f"The PACS failed on {what} ({status}): {_detail(text)}")
+    code = {404: "not-found", 409: "conflict", 406: "not-supported", 415: "not-supported"}.get(status, "invalid")
+    return OperationOutcomeError([issue(code, f"The PACS answered {status} to {what}: {_detail(text)}")],
+                                 status=status)
 
 
 def _detail(text: str) -> str:
@@ -113,28 +109,3 @@ def _detail(text: str) -> str:
     except orjson.JSONDecodeError:
         pass
     return text.strip() or "no details"
-
-
-def streamed(response: httpx.Response) -> Response:
-    """The upstream answer passed on as it arrives: raw bytes, bounded memory, closed at the end
-    or when the caller goes away."""
-    headers = {k: response.headers[k] for k in PASSED if k in response.headers}
-    return StreamingResponse(_raw(response), status_code=response.status_code, headers=headers)
-
-
-async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body's raw bytes in pieces of about ``SEND_BYTES`` (fewer, larger writes to the caller)."""
-    buffer = bytearray()
-    try:
-        async for chunk in response.aiter_raw():
-            buffer += chunk
-            if len(buffer) >= SEND_BYTES:
-                yield bytes(buffer)
-                buffer.clear()
-        if buffer:
-            yield bytes(buffer)
-    except httpx.HTTPError as exc:  # the status is sent: all that is left is to cut the body short
-        log.warning("the PACS's answer broke off mid-stream: %s", type(exc).__name__)
-        raise
-    finally:
-        await response.aclose()

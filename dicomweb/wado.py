@@ -1,11 +1,11 @@
 """WADO-RS: studies, series, instances, frames, bulk data and rendered images, streamed; and
 metadata, served from ``cache`` with an ETag.
 
-Everything but metadata passes through as raw bytes as it arrives (``upstream.streamed``): the
-PACS's multipart boundary, transfer syntax and content type are the caller's, a study of
-hundreds of MB never sits in memory. ``Accept`` is passed on, so transfer syntax negotiation
-is between the caller and the PACS. Metadata is parsed to rewrite its URLs (RetrieveURL,
-BulkDataURI) to the proxy's own.
+Everything but metadata passes through as raw bytes as it arrives (``relay.streamed``, by
+``splice`` in the kernel when it can): the PACS's multipart boundary, transfer syntax and
+content type are the caller's, a study of hundreds of MB never sits in memory. ``Accept`` is
+passed on, so transfer syntax negotiation is between the caller and the PACS. Metadata is
+parsed to rewrite its URLs (RetrieveURL, BulkDataURI) to the proxy's own.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from dicomweb import audit
 from dicomweb.access import check_uid, require_study
 from dicomweb.cache import matches
 from dicomweb.proxy import require
-from dicomweb.qido import query_items
+from dicomweb.qido import MAX_JSON_BYTES, query_items
 from dicomweb.rewrite import PREFIX, Rewriter, own_base
-from dicomweb.upstream import streamed
+from dicomweb.relay import streamed
+from dicomweb.upstream import bad_gateway, failure, query_string
 from fhir_server.auth.access import for_request
 from fhir_server.errors import invalid
 from fhir_server.services import Services
@@ -54,31 +55,35 @@ async def retrieve(request: Request, svc: Services) -> Response:
     proxy = require(svc)
     study, path = _checked_path(request)
     access = await for_request(request, svc)
-    _, found = await require_study(request, access, study, "wado-rs")
+    _, found = await require_study(request, access, study, "wado-rs", proxy.seen)
     headers = {k: request.headers[k] for k in FORWARDED if k in request.headers}
-    response = await proxy.upstream.open("GET", path, query_items(request), headers)
-    if not 200 <= response.status_code < 300:
-        audit.record(request, svc, access.who, "wado-rs", found, "4", f"The PACS answered {response.status_code}")
-        raise await proxy.upstream.fail(response, f"WADO-RS {path}")
+    items = query_items(request)
+    answer = await proxy.relay.get(path + ("?" + query_string(items) if items else ""), headers)
+    if not 200 <= answer.status_code < 300:
+        audit.record(request, svc, access.who, "wado-rs", found, "4", f"The PACS answered {answer.status_code}")
+        raise failure(answer.status_code, await answer.read(), f"WADO-RS {path}")
     audit.record(request, svc, access.who, "wado-rs", found)
-    return streamed(response)
+    return streamed(answer, Rewriter(proxy.relay.root, own_base(request, svc.settings)))
 
 
 async def metadata(request: Request, svc: Services) -> Response:
     proxy = require(svc)
     study, path = _checked_path(request)
     access = await for_request(request, svc)
-    _, found = await require_study(request, access, study, "wado-rs")
+    _, found = await require_study(request, access, study, "wado-rs", proxy.seen)
     base = own_base(request, svc.settings)
     key = base + path
     entry = proxy.cache.get(key)
     if entry is None:
-        upstream = proxy.upstream
-        response = await upstream.open("GET", path, (), {"Accept": DICOM_JSON})
-        if response.status_code != 200:
-            audit.record(request, svc, access.who, "wado-rs", found, "4", f"The PACS answered {response.status_code}")
-            raise await upstream.fail(response, f"WADO-RS {path}")
-        body = Rewriter(upstream.root, base).json(orjson.loads(await upstream.read(response)))
+        answer = await proxy.relay.get(path, {"Accept": DICOM_JSON}, keep=True)
+        if answer.status_code != 200:
+            audit.record(request, svc, access.who, "wado-rs", found, "4", f"The PACS answered {answer.status_code}")
+            raise failure(answer.status_code, await answer.read(), f"WADO-RS {path}")
+        raw = await answer.read_all(MAX_JSON_BYTES, f"WADO-RS {path}")
+        try:
+            body = Rewriter(proxy.relay.root, base).json(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            raise bad_gateway(f"The PACS's answer to WADO-RS {path} is not JSON") from None
         entry = proxy.cache.put(key, study, orjson.dumps(body))
     audit.record(request, svc, access.who, "wado-rs", found)
     headers = {"ETag": entry.etag, "Cache-Control": CACHE_CONTROL}

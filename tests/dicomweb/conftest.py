@@ -1,12 +1,16 @@
 """DICOMweb tests against a real Orthanc (see orthanc.py) behind a real server process.
 
-One Orthanc and one FHIR server process (embedded SQLite, ``TELEMED_DICOMWEB_UPSTREAM`` set)
-per session, seeded with two consultations and four studies:
+One Orthanc per session, and one FHIR server process per store (embedded SQLite, and MongoDB on
+the server ``tests/conftest.py`` provides; ``TELEMED_DICOMWEB_UPSTREAM`` set), each seeded with
+two consultations and four studies of its own (fresh UIDs, in the one Orthanc):
 
 - study A (patient p1): in ServiceRequest/c1's supportingInfo;
 - study B (patient p1): an input of Task/t1 of consultation c1 (owned by ``consultant``);
 - study C (patient p2): in ServiceRequest/c2's supportingInfo (requested by ``unrelated``);
 - study D (patient p1): an ImagingStudy linked to no consultation.
+
+Patient p1 has a medical record number (``P1_MRN``) and a SNILS (``P1_SNILS``, with its
+hyphens and space); instances stored to c1 must carry one of them as PatientID.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from fhir_server.auth import tokens
 from fhir_server.auth.consultation import KIND
 from fhir_server.auth.keys import KeyRing
 from fhir_server.settings import Settings
+from profiles import SNILS_SYSTEM
+from tests.conftest import STORES, mongo_store_uri
 from tests.dicomweb import data, orthanc
 from tests.fhir_server.server_process import ServerProcess, free_port
 
 ROLES = {"requester": "orgA", "consultant": "orgB", "colleague": "orgB", "unrelated": "orgC"}
+MRN_SYSTEM = "urn:oid:1.2.643.5.1.13.13.12.2.77.7.100"
+P1_MRN, P1_SNILS, P2_MRN = "P1-MRN-0001", "123-456-789 01", "P2-MRN-0002"
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +62,10 @@ def world(studies: dict[str, data.Study]) -> list[dict]:
     out += [{"resourceType": "PractitionerRole", "id": f"{p}-role", "active": True,
              "practitioner": ref(f"Practitioner/{p}"), "organization": ref(f"Organization/{o}")}
             for p, o in ROLES.items()]
-    out += [{"resourceType": "Patient", "id": p, "name": [{"family": p}]} for p in ("p1", "p2")]
+    out += [{"resourceType": "Patient", "id": "p1", "name": [{"family": "p1"}],
+             "identifier": [{"system": MRN_SYSTEM, "value": P1_MRN}, {"system": SNILS_SYSTEM, "value": P1_SNILS}]},
+            {"resourceType": "Patient", "id": "p2", "name": [{"family": "p2"}],
+             "identifier": [{"system": MRN_SYSTEM, "value": P2_MRN}]}]
     out += [imaging_study("isA", studies["A"], "p1"), imaging_study("isB", studies["B"], "p1"),
             imaging_study("isC", studies["C"], "p2"), imaging_study("isD", studies["D"], "p1")]
     out += [
@@ -116,9 +127,12 @@ def start_server(tmp, pacs, **env) -> ServerProcess:
     return ServerProcess(data_dir, port, env=settings).start()
 
 
-@pytest.fixture(scope="session")
-def server(pacs, tmp_path_factory):
-    process = start_server(tmp_path_factory.mktemp("dicomweb"), pacs)
+@pytest.fixture(scope="session", params=STORES)
+def server(request, pacs, tmp_path_factory):
+    env = {}
+    if request.param == "mongo":
+        env["TELEMED_STORE"] = mongo_store_uri(request.getfixturevalue("mongo_uri"))
+    process = start_server(tmp_path_factory.mktemp(f"dicomweb-{request.param}"), pacs, **env)
     studies = {k: data.study(2, patient=f"PAT-{k}", name=f"Test^PAT{k}") for k in "ABCD"}
     for s in studies.values():
         store_direct(pacs, s)
@@ -127,6 +141,7 @@ def server(pacs, tmp_path_factory):
         for r in world(studies):
             resp = c.put(f"/{r['resourceType']}/{r['id']}", json=r)
             assert resp.status_code in (200, 201), resp.text
+    srv.store = request.param
     yield srv
     process.stop()
 

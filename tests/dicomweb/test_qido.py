@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
-from tests.dicomweb.conftest import client_for
+from dicomweb.access import VISIBLE_SECONDS
+from tests.dicomweb import data
+from tests.dicomweb.conftest import P1_MRN, client_for, imaging_study, store_direct
 
 pytestmark = [pytest.mark.req("UA-V.1"), pytest.mark.req("UA-VI.3")]
 
@@ -92,3 +96,30 @@ def test_a_token_without_imaging_study_scope_is_403(server):
 
 def test_no_token_is_401(server):
     assert httpx.get(f"{server.dicomweb}/studies").status_code == 401
+
+
+def test_links_made_or_removed_through_fhir_show_within_seconds(server, pacs):
+    e = data.study(1, patient=P1_MRN)
+    store_direct(pacs, e)
+    headers = server.headers("system")
+    put = lambda r: httpx.put(f"{server.fhir}/{r['resourceType']}/{r['id']}", json=r, headers=headers)  # noqa: E731
+    assert put(imaging_study("isE", e, "p1")).status_code in (200, 201)
+    c1 = httpx.get(f"{server.fhir}/ServiceRequest/c1", headers=headers).json()
+    request = {k: c1[k] for k in ("resourceType", "status", "intent", "category", "requester", "subject")}
+    request["id"] = "cE"
+    assert put(request).status_code in (200, 201)
+    requester = client_for(server, "requester")
+    sees = lambda: bool(requester.search_for_studies(search_filters={"StudyInstanceUID": e.uid}))  # noqa: E731
+    assert not sees()
+
+    def after_change(expected: bool) -> float:
+        start = time.monotonic()
+        while sees() != expected:
+            assert time.monotonic() - start < VISIBLE_SECONDS + 3, f"still {not expected} after the change"
+            time.sleep(0.1)
+        return time.monotonic() - start
+
+    assert put({**request, "supportingInfo": [{"reference": "ImagingStudy/isE"}]}).status_code == 200
+    after_change(True)
+    assert put(request).status_code == 200  # the link removed: access goes with it
+    after_change(False)

@@ -45,7 +45,7 @@ class Peak:
 
 
 @pytest.fixture(scope="module")
-def large(server, pacs):
+def large(pacs):  # stored once in the PACS, retrieved through each store's server
     study = data.study(INSTANCES, patient="PAT-LARGE", side=SIDE)
     store_direct(pacs, study)
     return study

@@ -46,8 +46,8 @@ class SilentServer:
             c.close()
 
 
-async def _client(tmp_path, upstream: str, timeout: float = 0.5):
-    app = create_app(Settings(data=tmp_path, dicomweb_upstream=upstream, dicomweb_timeout=timeout))
+async def _client(tmp_path, upstream: str, timeout: float = 0.5, store: str = ""):
+    app = create_app(Settings(data=tmp_path, store=store, dicomweb_upstream=upstream, dicomweb_timeout=timeout))
     return app, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
                                   headers=auth(app))
 
@@ -66,11 +66,12 @@ async def test_a_pacs_that_does_not_answer_gives_504_within_the_timeout(tmp_path
     try:
         app, client = await _client(tmp_path, f"http://127.0.0.1:{silent.port}/dicom-web", timeout=0.5)
         async with app.router.lifespan_context(app), client:
-            start = time.monotonic()
-            r = await client.get("/dicomweb/studies/1.2.3")
-            assert r.status_code == 504
-            assert r.json()["issue"][0]["code"] == "timeout"
-            assert time.monotonic() - start < 3
+            for url in ("/dicomweb/studies/1.2.3", "/dicomweb/studies", "/dicomweb/studies/1.2.3/metadata"):
+                start = time.monotonic()
+                r = await client.get(url)
+                assert r.status_code == 504, (url, r.text)
+                assert r.json()["issue"][0]["code"] == "timeout"
+                assert time.monotonic() - start < 3
     finally:
         silent.close()
 
@@ -83,15 +84,17 @@ async def test_without_a_configured_pacs_dicomweb_answers_503(tmp_path):
         assert "TELEMED_DICOMWEB_UPSTREAM" in r.json()["issue"][0]["diagnostics"]
 
 
-async def test_a_failed_stow_leaves_no_imaging_study_and_no_link(tmp_path):
-    app, client = await _client(tmp_path, f"http://127.0.0.1:{free_port()}/dicom-web")
+async def test_a_failed_stow_leaves_no_imaging_study_and_no_link(settings):
+    # ``settings``: one run per store (tests/conftest.py).
+    app, client = await _client(settings.data, f"http://127.0.0.1:{free_port()}/dicom-web", store=settings.store)
     async with app.router.lifespan_context(app), client:
-        await client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"})
+        await client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1",
+                                                   "identifier": [{"system": "urn:mrn", "value": "PAT1"}]})
         sr = {"resourceType": "ServiceRequest", "id": "c1", "status": "active", "intent": "order",
               "category": [{"coding": [{"system": KIND, "code": "doctor-doctor"}]}],
               "subject": {"reference": "Patient/p1"}}
         assert (await client.put("/fhir/ServiceRequest/c1", json=sr)).status_code == 201
-        study = data.study(1)
+        study = data.study(1, patient="PAT1")
         r = await client.post("/dicomweb/studies", params={"request": "ServiceRequest/c1"}, content=study.body(),
                               headers={"Content-Type": data.CONTENT_TYPE})
         assert r.status_code == 502

@@ -105,6 +105,25 @@ def test_every_allowed_retrieval_is_audited(server):
     assert {"ImagingStudy/isD", "Patient/p1"} <= refs
 
 
+def test_a_viewer_fetching_one_study_repeatedly_is_one_audit_event_spanning_its_requests(server):
+    c = server.studies["C"]
+    sub = "viewer-" + c.uid[-8:]
+    headers = {"Authorization": "Bearer " + server.token("patient/*.rs openid fhirUser", patient="p2",
+                                                         fhirUser="Patient/p2", sub=sub)}
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.headers.update(headers)
+    client = DICOMwebClient(server.dicomweb, session=session)
+    for uid in c.instances:  # one study: its instances and frames, as a viewer asks for them
+        client.retrieve_instance(c.uid, c.series, uid)
+        client.retrieve_instance(c.uid, c.series, uid)
+    events = _audit_events(server, f"urn:oid:{c.uid}", "0", lambda e: e["agent"][0].get("altId") == sub)
+    assert len(events) == 1
+    assert events[0]["period"]["start"] < events[0]["period"]["end"]
+
+
 def test_invalid_uid_is_400(server):
     r = httpx.get(f"{server.dicomweb}/studies/not-a-uid/metadata", headers=server.headers("system"))
     assert r.status_code == 400
