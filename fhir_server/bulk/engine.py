@@ -1,11 +1,16 @@
-"""Running one export job: every type in turn, a batch at a time, checkpointed after each batch.
+"""Running one export job: every entry of the record in turn, a batch at a time, with checkpoints.
 
 A batch is sized by bytes: the row count of the next read is the byte budget
-(``bulk_batch_bytes``) over the mean size of the rows read so far. After each batch the lines
-are appended to the type's part file and fsynced, then the job record (positions, parts,
-counts) is replaced atomically: a restart resumes from there, cutting back any lines written
-after the last checkpoint. Reading starts no sooner than ``SETTLE_SECONDS`` after
-``transactionTime``, so writes stamped before it have committed.
+(``bulk_batch_bytes``) over the mean size of the rows read so far. Each batch's lines are
+appended to the entry's part file while the next batch is read (and its writeback to disk
+started). Every ``CHECKPOINT_BATCHES`` batches or ``CHECKPOINT_SECONDS`` (and when asked to stop)
+the files are fsynced and then the job record (positions, parts, counts) is replaced atomically;
+an entry's files are fsynced when it ends, before any later checkpoint records it as done, and
+the record saved as completed last. A restart resumes from the last checkpoint, cutting back any
+lines written after it. Reading
+starts no sooner than ``SETTLE_SECONDS`` after ``transactionTime``, so writes stamped before it
+have committed. The stored JSON bytes are written as they are (no parsing), unless ``_elements``
+asks for a subset.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from typing import Callable
 
 import orjson
 
-from fhir_server.bulk import snapshot
+from fhir_server.bulk import readers, snapshot
 from fhir_server.bulk.writer import PartWriter
 from fhir_server.errors import issue, outcome
 from fhir_server.summary import subset
 
 SETTLE_SECONDS = 0.5
-FIRST_COUNT, MIN_COUNT, MAX_COUNT = 100, 10, 10_000
+FIRST_COUNT, MIN_COUNT, MAX_COUNT = 100, 10, 20_000
+CHECKPOINT_BATCHES, CHECKPOINT_SECONDS = 16, 5.0
 
 
 class Stopped(Exception):
@@ -32,9 +38,8 @@ class Stopped(Exception):
 
 
 async def run(store, settings, record: dict, directory: Path, save: Callable[[dict], None], *,
-              check_for: Callable[[str], snapshot.Check] = lambda type: None,
               should_stop: Callable[[], bool] = lambda: False,
-              on_batch: Callable[[str, int], None] = lambda type, n: None) -> None:
+              on_batch: Callable[[str, int], None] = lambda type, n: None, **_ignored) -> None:
     """Run (or resume) ``record`` until it completes; its files go to ``directory``."""
     at = record["transactionTime"]
     wait = _epoch(at) + SETTLE_SECONDS - time.time()
@@ -43,40 +48,15 @@ async def run(store, settings, record: dict, directory: Path, save: Callable[[di
     if record["state"] == "accepted":
         record["state"] = "running"
         await asyncio.to_thread(save, record)
-    for state in record["types"]:
-        if state.get("done"):
-            continue
-        writer = PartWriter(directory, state["type"], state.setdefault("parts", []), settings.bulk_file_max_bytes)
-        elements = record.get("elements") or {}
-        kept = elements.get(state["type"], []) + elements.get("*", [])
-        check = check_for(state["type"])
-        count = state.get("count") or FIRST_COUNT
-        pending: asyncio.Task | None = None  # the previous batch's write and checkpoint
-        try:
-            while not state.get("done"):
-                if should_stop():
-                    raise Stopped
-                batch = await snapshot.next_batch(store, state, at, record.get("since"), record.get("until"), count,
-                                                  settings.max_chain_ids, check)
-                lines = [_line(s.json, kept) for s in batch.resources]
-                state["done"] = batch.done
-                if batch.read:
-                    count = max(MIN_COUNT, min(MAX_COUNT, settings.bulk_batch_bytes * batch.read // max(batch.bytes, 1)))
-                state["count"] = count
-                record["progress"] = record.get("progress", 0) + len(lines)
-                checkpoint = orjson.loads(orjson.dumps(record))  # positions after this batch
-                if pending is not None:
-                    await pending
-                # The next batch is read while this one is written: the checkpoint is saved once
-                # its lines are durable, with the parts as they are then.
-                pending = asyncio.create_task(_write(writer, lines, checkpoint, record["types"].index(state), save))
-                on_batch(state["type"], len(lines))
-            if pending is not None:
-                await pending
-        finally:
-            if pending is not None and not pending.done():
-                await asyncio.gather(pending, return_exceptions=True)
-            writer.close()
+    job = snapshot.Job(store, readers.for_store(store), record, settings.max_chain_ids)
+    try:
+        for entry in record["types"]:
+            if not entry.get("done"):
+                await _run_entry(job, settings, record, entry, directory, save, should_stop, on_batch)
+    finally:
+        job.close()
+    for ids in directory.glob("*.ids"):  # needed while the job may resume, not after
+        ids.unlink()
     if record.get("warnings"):
         with open(directory / "errors-1.ndjson", "wb") as f:
             f.write(orjson.dumps(outcome([issue("not-supported", w, severity="warning") for w in record["warnings"]])) + b"\n")
@@ -85,18 +65,73 @@ async def run(store, settings, record: dict, directory: Path, save: Callable[[di
     await asyncio.to_thread(save, record)
 
 
-async def _write(writer: PartWriter, lines: list[bytes], checkpoint: dict, index: int, save) -> None:
-    await asyncio.to_thread(writer.write, lines)
-    checkpoint["types"][index]["parts"] = [dict(p) for p in writer.parts]
-    await asyncio.to_thread(save, checkpoint)
+async def _run_entry(job, settings, record: dict, entry: dict, directory: Path, save, should_stop, on_batch) -> None:
+    searched = entry.get("queries") is not None and entry.get("kind", "resources") != "deleted"
+    writer = PartWriter(directory, entry.get("file", entry["type"]), entry.setdefault("parts", []),
+                        settings.bulk_file_max_bytes, entry.setdefault("ids", {}) if searched else None)
+    elements = record.get("elements") or {}
+    kept = [] if entry.get("kind") == "deleted" else elements.get(entry["type"], []) + elements.get("*", [])
+    count = entry.get("count") or FIRST_COUNT
+    pending: asyncio.Task | None = None  # the previous batch's write
+    batches, last_checkpoint = 0, time.monotonic()
+
+    async def settle() -> None:
+        nonlocal pending
+        if pending is not None:
+            task, pending = pending, None
+            await task
+
+    async def checkpoint() -> None:
+        nonlocal batches, last_checkpoint
+        await settle()
+        await asyncio.to_thread(_checkpoint, writer, record, save)
+        batches, last_checkpoint = 0, time.monotonic()
+
+    async def known(ids: set[str]) -> set[str]:
+        await settle()
+        return await asyncio.to_thread(writer.known, ids)
+
+    try:
+        while not entry.get("done"):
+            if should_stop():
+                await checkpoint()
+                raise Stopped
+            batch = await snapshot.next_batch(job, entry, count, known, joined=not kept)
+            data, n = (batch.data, batch.lines) if batch.data is not None else _render(batch.bodies, kept)
+            entry["done"] = batch.done
+            if batch.read:
+                count = max(MIN_COUNT, min(MAX_COUNT, settings.bulk_batch_bytes * batch.read // max(batch.bytes, 1)))
+            entry["count"] = count
+            record["progress"] = record.get("progress", 0) + n
+            await settle()
+            if n:
+                pending = asyncio.create_task(asyncio.to_thread(writer.write, data, n, batch.ids))
+            batches += 1
+            if batches >= CHECKPOINT_BATCHES or time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                await checkpoint()
+            if entry.get("kind", "resources") == "resources":
+                on_batch(entry["type"], n)
+    finally:
+        if pending is not None and not pending.done():
+            await asyncio.gather(pending, return_exceptions=True)
+        await asyncio.to_thread(writer.close)  # durable: later checkpoints record this entry as done
 
 
-def _line(body: bytes, elements: list[str]) -> bytes:
+def _checkpoint(writer: PartWriter, record: dict, save) -> None:
+    writer.sync()
+    save(record)
+
+
+def _render(bodies: list[bytes], elements: list[str]) -> tuple[bytes, int]:
+    """The NDJSON lines of ``bodies`` (stored JSON) and their number."""
+    if not bodies:
+        return b"", 0
     if elements:
-        return orjson.dumps(subset(orjson.loads(body), None, elements)) + b"\n"
-    if b"\n" in body:  # stored bytes are compact JSON; re-serialise if not
-        return orjson.dumps(orjson.loads(body)) + b"\n"
-    return body + b"\n"
+        return b"".join(orjson.dumps(subset(orjson.loads(b), None, elements)) + b"\n" for b in bodies), len(bodies)
+    data = b"\n".join(bodies) + b"\n"
+    if data.count(b"\n") != len(bodies):  # stored bytes are compact JSON; re-serialise any that is not
+        data = b"".join(orjson.dumps(orjson.loads(b)) + b"\n" for b in bodies)
+    return data, len(bodies)
 
 
 def _epoch(instant: str) -> float:
@@ -104,13 +139,13 @@ def _epoch(instant: str) -> float:
 
 
 async def run_job(svc, jobs, job_id: str) -> None:
-    """A worker's run of a stored job, with the caller's access re-checked on older versions."""
+    """A worker's run of a stored job (the caller's access limits are in its queries)."""
     record = jobs.load(job_id)
     if record is None:
         return
     try:
         await run(svc.store, svc.settings, record, jobs.dir(job_id), jobs.save,
-                  check_for=_checks(svc, record), should_stop=lambda: jobs.cancelled(job_id))
+                  should_stop=lambda: jobs.cancelled(job_id))
     except Stopped:
         return
     except asyncio.CancelledError:
@@ -121,30 +156,3 @@ async def run_job(svc, jobs, job_id: str) -> None:
             record["expires_at"] = time.time() + svc.settings.bulk_file_ttl_seconds
             jobs.save(record)
         raise
-
-
-def _checks(svc, record: dict) -> Callable[[str], snapshot.Check]:
-    """Per type: the check of an older version of a changed resource, against the caller's
-    access (from the kick-off token's claims) and the export's patients."""
-    from fhir_server.auth.access import Access, in_compartment
-    from fhir_server.auth.principal import Principal
-    from fhir_server.search.extract import extract
-
-    access = Access(svc, Principal.from_claims(record["claims"])) if record.get("claims") else None
-    patients = set(record.get("patients") or ())
-
-    def for_type(type: str) -> snapshot.Check:
-        async def check(stored) -> bool:
-            if patients:
-                resource = orjson.loads(stored.json)
-                index = extract(resource)
-                if not (type == "Patient" and stored.id in patients or
-                        any(in_compartment(resource, p, index) for p in patients)):
-                    return False
-            if access is not None:
-                return await access.permits(access.rule(type, "s"), stored)
-            return True
-
-        return check
-
-    return for_type

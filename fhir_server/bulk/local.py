@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from fhir_server.bulk import engine, params
+from fhir_server.bulk import engine, params, status
 from fhir_server.bulk.jobs import save_record
 from fhir_server.search import params as search_params
 from fhir_server.search.plan import parse_query
@@ -31,10 +31,13 @@ def new_record(types: list[str], since: str | None, type_filters: list[str]) -> 
         items = parse_qsl(query, keep_blank_values=True)
         parse_query(type, items, strict=True)
         filters.setdefault(type, []).append(items)
+    entries = [{"type": t, "kind": "resources", "queries": filters.get(t), "parts": [], "done": False} for t in types]
+    if since:  # the manifest's ``deleted``
+        entries.append({"type": "Bundle", "kind": "deleted", "file": "Deleted", "types": list(types), "parts": [],
+                        "done": False})
     return {"id": "local", "state": "accepted", "transactionTime": now_instant(), "request": "telemed export",
             "since": params.instant(since, "--since") if since else None, "until": None, "elements": {},
-            "patients": None, "warnings": [], "progress": 0,
-            "types": [{"type": t, "queries": filters.get(t), "parts": [], "done": False} for t in types]}
+            "patients": None, "warnings": [], "progress": 0, "associated": [], "types": entries}
 
 
 async def export(store, settings, out: Path, types: list[str] | None, since: str | None, type_filters: list[str],
@@ -46,21 +49,21 @@ async def export(store, settings, out: Path, types: list[str] | None, since: str
         record = new_record(types or sorted(search_params.resource_types()), since, type_filters)
         save_record(out, record)
     for state in record["types"]:
+        if state.get("kind", "resources") != "resources":
+            continue
         total = None
         if state.get("queries") is None and not record["since"]:
             page = await store.search(parse_query(state["type"], []), count=0, cursor=None, total=True)
             total = page.total
         progress(state["type"], sum(p["count"] for p in state.get("parts", [])), total)
-    done = {s["type"]: sum(p["count"] for p in s.get("parts", [])) for s in record["types"]}
+    done = {s["type"]: sum(p["count"] for p in s.get("parts", [])) for s in record["types"]
+            if s.get("kind", "resources") == "resources"}
 
     def on_batch(type: str, n: int) -> None:
         done[type] += n
         progress(type, done[type], None)
 
     await engine.run(store, settings, record, out, lambda r: save_record(out, r), on_batch=on_batch)
-    manifest = {"transactionTime": record["transactionTime"], "request": record["request"],
-                "requiresAccessToken": False, "error": [],
-                "output": [{"type": s["type"], "url": p["name"], "count": p["count"]}
-                           for s in record["types"] for p in s["parts"] if p["count"]]}
+    manifest = status.manifest(record, files="", requires_token=False)
     (out / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return manifest

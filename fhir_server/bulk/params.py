@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fhir_server.bulk.associated import SUPPORTED as SUPPORTED_ASSOCIATED
 from fhir_server.errors import invalid, not_supported
 from fhir_server.search import params as search_params
 from fhir_server.search.plan import parse_query
@@ -25,6 +26,7 @@ class ExportRequest:
     type_filters: dict[str, list[list[tuple[str, str]]]] = field(default_factory=dict)
     elements: dict[str, list[str]] = field(default_factory=dict)  # "*": every type
     patients: list[str] = field(default_factory=list)  # Patient ids (POST ``patient``)
+    associated: list[str] = field(default_factory=list)  # includeAssociatedData codes
     warnings: list[str] = field(default_factory=list)  # ignored parameters (lenient handling)
 
 
@@ -92,6 +94,16 @@ def parse(items: list[tuple[str, str]], strict: bool) -> ExportRequest:
             if type.rsplit("/", 1)[-1] != "Patient" or not id:
                 raise invalid(f"patient must reference a Patient: {value}", "patient")
             req.patients.append(id)
+        elif name == "includeAssociatedData":
+            for code in (c.strip() for c in value.split(",")):
+                if code not in SUPPORTED_ASSOCIATED:
+                    raise not_supported(f"includeAssociatedData '{code}' is not supported; this server supports "
+                                        f"{' and '.join(SUPPORTED_ASSOCIATED)}", "includeAssociatedData")
+                if code not in req.associated:
+                    req.associated.append(code)
+        elif name == "organizeOutputBy":
+            raise not_supported("organizeOutputBy is a Bulk Data Access 3.0 (STU3) parameter; this server implements "
+                                "Bulk Data Access 2.0 and writes one resource type per file", "organizeOutputBy")
         elif name == "_format":
             continue
         elif strict:

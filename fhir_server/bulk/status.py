@@ -2,8 +2,9 @@
 
 - running: 202 with ``X-Progress`` and ``Retry-After``;
 - complete: 200 with the manifest (``transactionTime``, ``request``, ``requiresAccessToken``,
-  ``output[]`` one entry per file with its ``type``, ``url`` and ``count``, ``error[]``) and
-  ``Expires`` (when the files are deleted);
+  ``output[]`` one entry per file with its ``type``, ``url`` and ``count``, ``error[]``; for a
+  ``_since`` export ``deleted[]``, files of transaction Bundles with one DELETE entry per
+  resource deleted since then) and ``Expires`` (when the files are deleted);
 - failed: 500 with an OperationOutcome.
 Only the client (and subject) that kicked the job off may poll, cancel or download (else 403).
 """
@@ -33,18 +34,29 @@ async def owned(request: Request, svc: Services, job_id: str) -> dict:
     return record
 
 
-def manifest(record: dict) -> dict:
-    files = f"{record['base']}/bulk-files/{record['id']}"
-    output = [{"type": t["type"], "url": f"{files}/{p['name']}", "count": p["count"]}
-              for t in record["types"] for p in t.get("parts", []) if p["count"]]
-    errors = [{"type": "OperationOutcome", "url": f"{files}/errors-1.ndjson"}] if record.get("warnings") else []
-    return {"transactionTime": record["transactionTime"], "request": record["request"], "requiresAccessToken": True,
-            "output": output, "error": errors}
+def manifest(record: dict, files: str | None = None, requires_token: bool = True) -> dict:
+    """The completion manifest; ``files``: the URL of the files' folder ("": bare file names)."""
+    files = f"{record['base']}/bulk-files/{record['id']}" if files is None else files
+
+    def url(name: str) -> str:
+        return f"{files}/{name}" if files else name
+
+    def items(deleted: bool) -> list[dict]:
+        return [{"type": "Bundle" if deleted else t["type"], "url": url(p["name"]), "count": p["count"]}
+                for t in record["types"] if (t.get("kind") == "deleted") == deleted
+                for p in t.get("parts", []) if p["count"]]
+
+    errors = [{"type": "OperationOutcome", "url": url("errors-1.ndjson")}] if record.get("warnings") else []
+    body = {"transactionTime": record["transactionTime"], "request": record["request"],
+            "requiresAccessToken": requires_token, "output": items(False), "error": errors}
+    if record.get("since"):  # what was deleted since _since: transaction Bundles of DELETE entries
+        body["deleted"] = items(True)
+    return body
 
 
 def progress(record: dict) -> str:
     done = sum(1 for t in record["types"] if t.get("done"))
-    return f"{record['state']}: {done} of {len(record['types'])} types, {record.get('progress', 0)} resources"
+    return f"{record['state']}: {done} of {len(record['types'])} steps, {record.get('progress', 0)} resources"
 
 
 async def handle(request: Request, svc: Services) -> Response:

@@ -155,3 +155,14 @@ async def test_output_lines_are_the_stored_resources(client):
     got = await download(client, await wait(client, await kickoff(client, _type="Patient")))
     stored = (await client.get("Patient/p0")).content
     assert got["Patient"][0] == orjson.loads(stored)
+
+
+async def test_export_of_one_patient(client):
+    await seed(client, 3, 9)
+    got = await download(client, await wait(client, await kickoff(client, "Patient/p1/$export")))
+    assert [r["id"] for r in got["Patient"]] == ["p1"]
+    assert by_id(got["Observation"]) == by_id(await search_all(client, "Observation", subject="Patient/p1"))
+    r = await client.get("Patient/nobody/$export", headers=ASYNC)
+    assert r.status_code == 404 and r.json()["issue"][0]["expression"] == ["Patient"]
+    r = await client.get("Patient/p1/$export?patient=Patient/p2", headers=ASYNC)
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["patient"]

@@ -40,11 +40,10 @@ async def test_kickoff_accepts_the_ndjson_output_formats(client, fmt):
 
 
 async def test_unsupported_parameter_is_400_under_strict_handling_and_ignored_otherwise(client):
-    r = await client.get("$export?includeAssociatedData=LatestProvenanceResources",
-                         headers={"Prefer": "respond-async, handling=strict"})
+    r = await client.get("$export?allowPartialManifests=true", headers={"Prefer": "respond-async, handling=strict"})
     assert r.status_code == 400
-    assert r.json()["issue"][0]["expression"] == ["includeAssociatedData"]
-    await kickoff(client, _type="Patient", includeAssociatedData="LatestProvenanceResources")
+    assert r.json()["issue"][0]["expression"] == ["allowPartialManifests"]
+    await kickoff(client, _type="Patient", allowPartialManifests="true")
 
 
 @pytest.mark.req("NAT-1")
@@ -82,3 +81,11 @@ async def test_group_export_of_an_unknown_group_is_404(client):
 async def test_capability_statement_lists_the_export_operations(client):
     ops = {o["name"] for o in (await client.get("metadata")).json()["rest"][0]["operation"]}
     assert {"export", "patient-export", "group-export"} <= ops
+
+
+@pytest.mark.parametrize("handling", ["", ", handling=lenient"])
+async def test_organize_output_by_is_refused_with_400_naming_it(client, handling):
+    r = await client.get("$export?organizeOutputBy=Patient", headers={"Prefer": f"respond-async{handling}"})
+    assert r.status_code == 400
+    body = r.json()["issue"][0]
+    assert body["expression"] == ["organizeOutputBy"] and "3.0" in body["diagnostics"]
