@@ -42,6 +42,15 @@ def open_auth_state(settings: Settings, store: Store) -> AuthState:
     return SQLiteAuthState(settings.auth_state_path())
 
 
+def open_notifications(svc: Services):
+    from fhir_server.subscriptions.service import Notifications
+    from fhir_server.subscriptions.state import MongoNotifyState, SQLiteNotifyState
+
+    if svc.settings.store.startswith("mongodb"):
+        return Notifications(svc, MongoNotifyState(svc.store.db))
+    return Notifications(svc, SQLiteNotifyState(svc.settings.notify_state_path()))
+
+
 def create_services(settings: Settings, store: Store | None = None) -> Services:
     store = store or open_store(settings)
     keys = KeyRing(settings.keys_path())
@@ -63,6 +72,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     from fhir_server.bulk.jobs import Jobs, Workers
 
     svc.bulk = Workers(svc, Jobs(settings.bulk_path()), settings.bulk_workers)
+    svc.notify = open_notifications(svc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -70,7 +80,13 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             await svc.store.start()
         purger = asyncio.get_running_loop().create_task(_purge_auth_state(svc.auth_state))
         await svc.bulk.start()
+        await svc.notify.start()
+        from operations.consult import overdue
+
+        sweeper = asyncio.get_running_loop().create_task(overdue.run(svc), name="deadline-sweeper")
         yield
+        sweeper.cancel()
+        await svc.notify.stop()
         await svc.bulk.stop()
         purger.cancel()
         if svc.dicomweb is not None:

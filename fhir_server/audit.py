@@ -159,6 +159,7 @@ class Auditor:
         self._queue: list = []  # (subtype, principal, address, touched, query, time) or a ready AuditEvent
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._flushing: asyncio.Lock | None = None
 
     def record(self, request, subtype: str, touched: list[Stored], query: str | None = None) -> None:
         if all(s.type == "AuditEvent" for s in touched) and touched:
@@ -186,6 +187,14 @@ class Auditor:
             await self.flush()
 
     async def flush(self) -> None:
+        """Commit the next batch. One flush at a time: a caller returns only after the batch that
+        was being written when it called (if any) and its own are committed."""
+        if self._flushing is None:
+            self._flushing = asyncio.Lock()
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
         if not batch:
             return

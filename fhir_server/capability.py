@@ -13,17 +13,24 @@ from fhir_server.search import composite
 from fhir_server.search import params as search_params
 from fhir_server.search.plan import STORE_PARAMS
 from fhir_server.services import Services
+from fhir_server.subscriptions.topics import TOPICS
 
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
 SEARCH_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri", "composite")
 VERSION = "0.1.0"
 # Per resource type, the operations of operations/ (their OperationDefinitions are in profiles/).
 _OP = "https://telemed-fhir.org/ig/OperationDefinition/"
+_BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
 OPERATIONS = {
     "ServiceRequest": [{"name": "submit", "definition": _OP + "ServiceRequest-submit"}],
     "Task": [{"name": n, "definition": _OP + f"Task-{n}"}
              for n in ("accept", "transfer", "request-info", "provide-info", "refuse", "cancel")],
+    # Subscriptions R5 Backport (fhir_server/subscriptions).
+    "Subscription": [{"name": n, "definition": f"{_BACKPORT}/OperationDefinition/backport-subscription-{n}"}
+                     for n in ("status", "events", "get-ws-binding-token")],
 }
+# The topics a Subscription may name (Subscriptions R5 Backport: advertised on the Subscription resource).
+_TOPIC_EXTENSION = f"{_BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 
 
 @cache
@@ -69,6 +76,8 @@ def _resources() -> list[dict]:
             "searchParam": params,
             **({"operation": OPERATIONS[type]} if type in OPERATIONS else {}),
         })
+        if type == "Subscription":
+            out[-1]["extension"] = [{"url": _TOPIC_EXTENSION, "valueCanonical": t.url} for t in TOPICS]
     return out
 
 

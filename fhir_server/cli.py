@@ -159,6 +159,52 @@ def export(
         typer.echo(f"{item['type']}\t{item['count']}\t{out / item['url']}")
 
 
+@app.command()
+def reindex(
+    type: Optional[str] = typer.Option(None, "--type", help="Resource types, comma-separated (default: every type)."),
+    batch: int = typer.Option(500, min=1, max=10_000, help="Resources per transaction."),
+    data: Optional[Path] = typer.Option(None, help="Data directory of the embedded store."),
+    store: Optional[str] = typer.Option(None, envvar="TELEMED_STORE", help="mongodb://... to use MongoDB."),
+) -> None:
+    """Rebuild the search index of every current resource from its stored JSON.
+
+    For data written before a search parameter or index existed (composite parameters, our own
+    SearchParameters such as _compartment): versions are not changed. The server may keep
+    running; a resource written meanwhile keeps the index its writer gave it."""
+    from fhir_server.app import open_store
+    from fhir_server.load import progress_bar
+    from fhir_server.search import params as search_params
+
+    settings = _settings(data, store)
+    known = search_params.resource_types()
+    types = [t.strip() for t in type.split(",") if t.strip()] if type else sorted(known)
+    unknown = [t for t in types if t not in known]
+    if unknown:
+        console.print(f"[red]not FHIR R4 resource types: {', '.join(unknown)}[/red]")
+        raise typer.Exit(2)
+
+    async def run() -> dict[str, int]:
+        db = open_store(settings)
+        if hasattr(db, "start"):
+            await db.start()
+        done: dict[str, int] = {}
+        try:
+            with progress_bar(disable=not console.is_terminal) as progress:
+                task = progress.add_task("reindex", total=len(types))
+                for t in types:
+                    progress.update(task, description=t)
+                    after = None
+                    while (after := await db.reindex(t, after, batch)) is not None:
+                        done[t] = done.get(t, 0) + 1
+                    progress.advance(task)
+        finally:
+            await db.close()
+        return done
+
+    done = asyncio.run(run())
+    typer.echo(f"reindexed: {', '.join(sorted(done))}" if done else "nothing to reindex")
+
+
 # The local authorization server: clients, users, tokens, keys.
 
 client_app = typer.Typer(help="Clients registered with the local authorization server.", no_args_is_help=True)

@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from dicomweb import qido as dw_qido, stow as dw_stow, wado as dw_wado
 from fhir_server import capability, metrics
@@ -21,6 +21,7 @@ from fhir_server.auth.token_endpoint import TokenEndpoint
 from fhir_server.bulk import files as bulk_files, kickoff as bulk_kickoff, status as bulk_status
 from fhir_server.interactions import create, delete, history, patch, read, search, transaction, update, vread
 from fhir_server.services import Services
+from fhir_server.subscriptions import events as sub_events, status as sub_status, websocket as sub_ws
 from operations.consult import accept, cancel, provide_info, refuse, request_info, submit, transfer
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
@@ -46,6 +47,8 @@ def routes(svc: Services) -> list[Route]:
         r("/fhir/$export", bulk_kickoff.handle, "POST", "export-post"),
         r("/fhir/Patient/$export", bulk_kickoff.handle, "GET", "export-patient"),
         r("/fhir/Patient/$export", bulk_kickoff.handle, "POST", "export-patient-post"),
+        r("/fhir/Patient/{id:fhirid}/$export", bulk_kickoff.handle, "GET", "export-patient-instance"),
+        r("/fhir/Patient/{id:fhirid}/$export", bulk_kickoff.handle, "POST", "export-patient-instance-post"),
         r("/fhir/Group/{id:fhirid}/$export", bulk_kickoff.handle, "GET", "export-group"),
         r("/fhir/Group/{id:fhirid}/$export", bulk_kickoff.handle, "POST", "export-group-post"),
         r("/fhir/bulk-status/{job}", bulk_status.handle, "GET", "export-status"),
@@ -59,6 +62,15 @@ def routes(svc: Services) -> list[Route]:
         r("/fhir/Task/{id:fhirid}/$provide-info", provide_info.handle, "POST", "consult-provide-info"),
         r("/fhir/Task/{id:fhirid}/$refuse", refuse.handle, "POST", "consult-refuse"),
         r("/fhir/Task/{id:fhirid}/$cancel", cancel.handle, "POST", "consult-cancel"),
+        # Subscriptions (fhir_server/subscriptions, docs/notifications.md).
+        r("/fhir/Subscription/$status", sub_status.handle, "GET", "subscription-status-all"),
+        r("/fhir/Subscription/{id:fhirid}/$status", sub_status.handle, "GET", "subscription-status"),
+        r("/fhir/Subscription/{id:fhirid}/$events", sub_events.handle, "GET", "subscription-events"),
+        r("/fhir/Subscription/{id:fhirid}/$events", sub_events.handle, "POST", "subscription-events-post"),
+        r("/fhir/Subscription/{id:fhirid}/$get-ws-binding-token", sub_ws.binding_token, "GET", "subscription-ws-token"),
+        r("/fhir/Subscription/{id:fhirid}/$get-ws-binding-token", sub_ws.binding_token, "POST",
+          "subscription-ws-token-post"),
+        WebSocketRoute("/fhir/ws", sub_ws.endpoint, name="subscription-ws"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", read.handle, "GET", "read"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", update.handle, "PUT", "update"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", patch.handle, "PATCH", "patch"),

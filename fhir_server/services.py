@@ -25,6 +25,7 @@ class Services:
     auditor: Auditor
     dicomweb: object | None = None  # dicomweb.proxy.Proxy when a PACS is configured
     bulk: object | None = None  # fhir_server.bulk.jobs.Workers: bulk export jobs (set by create_app)
+    notify: object | None = None  # fhir_server.subscriptions.service.Notifications (set by create_app)
 
     async def principal(self, request: Request) -> Principal:
         """The caller of ``request`` (401 without a valid access token)."""

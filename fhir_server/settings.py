@@ -77,6 +77,27 @@ class Settings(BaseSettings):
     bulk_workers: int = 2
     bulk_batch_bytes: int = 4 * 1024 * 1024
 
+    # Notifications (fhir_server/subscriptions): the SMTP server e-mail goes through (empty host:
+    # no e-mail is queued), the sender address, the topics whose events are mailed to participants
+    # (comma-separated topic names, RU-54o), how often the outbox is read (seconds), the longest
+    # wait between delivery attempts, consecutive failures before a Subscription shows ``error``,
+    # and after how long failing deliveries stop (0: never; events stay for ``$events``).
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "telemed@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout: float = 30.0
+    notify_email_topics: str = ("consultation-request,consultation-routed,task-status,chat-message,conclusion,"
+                                "deadline-overdue,appointment")
+    notify_poll_seconds: float = 0.05
+    notify_backoff_max_seconds: float = 60.0
+    notify_error_after: int = 3
+    notify_give_up_seconds: float = 0.0
+    # How often open consultations are checked against their due time (operations/consult/overdue.py).
+    deadline_sweep_seconds: float = 60.0
+
     @field_validator("store")
     @classmethod
     def _store_scheme(cls, v: str) -> str:
@@ -95,6 +116,11 @@ class Settings(BaseSettings):
 
     def bulk_path(self) -> Path:
         return self.bulk_dir or self.data / "bulk"
+
+    def notify_state_path(self) -> Path:
+        """Notification delivery state beside the embedded store (``-notify.sqlite3``)."""
+        path = self.sqlite_path()
+        return path.with_name(path.stem + "-notify.sqlite3")
 
     def keys_path(self) -> Path:
         return self.data / "keys"

@@ -8,7 +8,9 @@
    limited to their own compartment whatever the scope context.
 3. Participation (``auth.consultation``): resources of a consultation are visible only to its
    participants (``auth.participants``).
-``system/`` grants skip 2 and 3: they belong to registered backend clients (gateways, registries).
+4. Ownership: a Subscription is visible only to whoever created it (``subscriptions.subscription``):
+   its endpoint, headers and signing key are theirs.
+``system/`` grants skip 2, 3 and 4: they belong to registered backend clients (gateways, registries).
 
 A resource the caller may not see answers like a missing one (404) on read; searches, history,
 includes and Bundles leave it out.
@@ -29,6 +31,7 @@ from fhir_server.auth.tokens import insufficient_scope
 from fhir_server.errors import forbidden
 from fhir_server.search.extract import extract
 from fhir_server.storage.port import Stored
+from fhir_server.subscriptions.subscription import OWNER, owner_key, owner_of
 
 COMPARTMENT: dict[str, list[str]] = json.loads(
     (Path(__file__).with_name("_generated_patient_compartment.json")).read_text())["params"]
@@ -47,11 +50,12 @@ class Rule:
     patient: str | None  # limited to this patient's compartment
     constraints: tuple[tuple[tuple[str, str], ...], ...]  # any-of granular filters; () = none
     participation: bool
+    owner: str | None = None  # Subscriptions: only this owner's
 
     @property
     def limited(self) -> bool:
-        """Whether each resource must be checked (compartment, participation, granular filter)."""
-        return self.patient is not None or self.participation or bool(self.constraints)
+        """Whether each resource must be checked (compartment, participation, granular filter, owner)."""
+        return self.patient is not None or self.participation or bool(self.constraints) or self.owner is not None
 
 
 class Access:
@@ -82,9 +86,13 @@ class Access:
             return Rule(type, True, None, _constraints(system), False)
         user = [g for g in grants if g.context == "user"]
         own = self._own_patient()
+        owner = owner_key(self.who) if type == "Subscription" else None
         if user:
-            return Rule(type, False, own, _constraints(user), type in consultation.SCOPED)
+            return Rule(type, False, own if owner is None else None, _constraints(user), type in consultation.SCOPED,
+                        owner)
         patient = self.who.patient or own
+        if owner is not None:
+            return Rule(type, False, None, _constraints(grants), False, owner)
         if not patient:
             raise forbidden("patient/ scopes need a patient in the launch context; the token has none", type)
         return Rule(type, False, patient, _constraints(grants), type in consultation.SCOPED)
@@ -103,6 +111,8 @@ class Access:
         if resource is None:
             resource = orjson.loads(stored.json)
         type = resource.get("resourceType", rule.type)
+        if rule.owner is not None and stored is not None and owner_of(resource) != rule.owner:
+            return False
         if rule.patient is not None and not in_compartment(resource, rule.patient, index):
             return False
         if rule.participation and type in consultation.SCOPED:
@@ -144,6 +154,8 @@ class Access:
             extra.append(("_tag", ",".join(f"{consultation.ACCESS}|{c}" for c in codes)))
         if rule.constraints:
             extra += _constraint_params(rule)
+        if rule.owner is not None:
+            extra.append(("_security", f"{OWNER}|{rule.owner}"))
         return items + extra
 
     async def _joins(self, resource: dict) -> bool:
@@ -178,7 +190,7 @@ class Access:
     async def _matches_constraint_resource(self, rule: Rule, resource: dict, index) -> bool:
         """A resource being written matches a granular filter: checked on its own index values."""
         index = index or extract(resource)
-        return any(all(_token_matches(name, value, index) for name, value in constraint)
+        return any(all(token_matches(name, value, index) for name, value in constraint)
                    for constraint in rule.constraints)
 
 
@@ -214,7 +226,7 @@ def in_compartment(resource: dict, patient: str, index=None) -> bool:
     return any(p in params and t == target for p, t in index.references)
 
 
-def _token_matches(name: str, value: str, index) -> bool:
+def token_matches(name: str, value: str, index) -> bool:
     """A written resource against one granular-scope parameter. Writes under granular scopes
     support token parameters (``code``, ``system|code``, ``|code``, ``system|``), ORed by commas."""
     if ":" in name:

@@ -9,14 +9,13 @@ while the server runs). Kinds in use: ``client``, ``user``, ``code``, ``refresh`
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Protocol
 
 import orjson
+
+from fhir_server.storage.sidecar import SideDB
 
 PURGE_EVERY = 600.0
 
@@ -37,20 +36,9 @@ class AuthState(Protocol):
 
 class SQLiteAuthState:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("CREATE TABLE IF NOT EXISTS auth (kind TEXT NOT NULL, key TEXT NOT NULL, doc BLOB NOT NULL,"
-                         " expires REAL, PRIMARY KEY (kind, key)) WITHOUT ROWID")
-        self._lock = threading.Lock()
-
-    def _run(self, fn):
-        def locked():
-            with self._lock:
-                return fn(self._db)
-        return asyncio.to_thread(locked)
+        self._side = SideDB(path, "CREATE TABLE IF NOT EXISTS auth (kind TEXT NOT NULL, key TEXT NOT NULL, "
+                                  "doc BLOB NOT NULL, expires REAL, PRIMARY KEY (kind, key)) WITHOUT ROWID")
+        self._run = self._side.run
 
     async def put(self, kind, key, doc, expires=None):
         await self._run(lambda db: db.execute("INSERT OR REPLACE INTO auth VALUES (?,?,?,?)",
@@ -58,17 +46,11 @@ class SQLiteAuthState:
 
     async def add(self, kind, key, doc, expires=None):
         def do(db):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM auth WHERE kind=? AND key=? AND expires IS NOT NULL AND expires<=?",
-                           (kind, key, time.time()))
-                cur = db.execute("INSERT OR IGNORE INTO auth VALUES (?,?,?,?)", (kind, key, orjson.dumps(doc), expires))
-                db.execute("COMMIT")
-                return cur.rowcount == 1
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return await self._run(do)
+            db.execute("DELETE FROM auth WHERE kind=? AND key=? AND expires IS NOT NULL AND expires<=?",
+                       (kind, key, time.time()))
+            return db.execute("INSERT OR IGNORE INTO auth VALUES (?,?,?,?)",
+                              (kind, key, orjson.dumps(doc), expires)).rowcount == 1
+        return await self._run(do, write=True)
 
     async def get(self, kind, key):
         row = await self._run(lambda db: db.execute(
@@ -99,7 +81,7 @@ class SQLiteAuthState:
         return cur.rowcount
 
     async def close(self):
-        await self._run(lambda db: db.close())
+        await self._side.close()
 
 
 class MongoAuthState:

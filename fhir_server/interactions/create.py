@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from fhir_server.audit import audited
 from fhir_server.auth import consultation
+from fhir_server.subscriptions import subscription
 from fhir_server.auth.access import Access, for_request, outside
 from fhir_server.http import read_json
 from fhir_server.interactions.conditional import criteria, matches
@@ -34,6 +35,7 @@ async def plan(svc: Services, access: Access, resource: dict, if_none_exist: str
         guards.append(Guard(query, frozenset()))
     id = id or new_id()
     await consultation.stamp(svc.store, resource, id)
+    subscription.stamp(access.who, None, resource)
     write = new_version(resource, id, 1, "POST")
     if not await access.permits(rule, resource=resource | {"id": id}, index=write.index):
         raise outside(resource["resourceType"])

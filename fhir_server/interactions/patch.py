@@ -16,6 +16,7 @@ from fhir_server.http import JSON_TYPES, parse_etag, read_json
 from fhir_server.interactions.conditional import criteria, single_match
 from fhir_server.audit import audited
 from fhir_server.auth import consultation
+from fhir_server.subscriptions import subscription
 from fhir_server.auth.access import Access, for_request, outside
 from fhir_server.interactions.read import visible_current
 from fhir_server.interactions.respond import preflight, resource_response
@@ -51,6 +52,7 @@ async def plan(svc: Services, access: Access, type: str, id: str, kind: str, doc
     accept(result, type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
     guard.refuse_workflow_change(stored, result)  # a ConsultTask's state changes only through its operations
     await consultation.stamp(svc.store, result, id)
+    subscription.stamp(access.who, stored, result)
     write = new_version(result, id, stored.version + 1, "PATCH")
     if not await access.permits(access.rule(type, "u"), resource=result, index=write.index):
         raise outside(type)

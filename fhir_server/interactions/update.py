@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from fhir_server.audit import audited
 from fhir_server.auth import consultation
+from fhir_server.subscriptions import subscription
 from fhir_server.auth.access import Access, for_request, outside
 from fhir_server.errors import invalid
 from fhir_server.http import parse_etag, read_json
@@ -33,6 +34,7 @@ async def plan(svc: Services, access: Access, type: str, id: str, resource: dict
     guard.refuse_workflow_change(current, resource)  # a ConsultTask's state changes only through its operations
     version = current.version + 1 if current else 1
     await consultation.stamp(svc.store, resource, id)
+    subscription.stamp(access.who, current, resource)
     write = new_version(resource, id, version, method)
     if not await access.permits(rule, resource=resource, index=write.index):
         raise outside(type)

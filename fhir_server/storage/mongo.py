@@ -32,6 +32,10 @@ Collections (database: the URI's default database, else ``telemed``):
   ``(t, i, lu, o, _id)``.
 - ``refs``: ``{_id: "Type/id", x: [reference targets]}`` for every current, not deleted resource
   with references, index on ``x``: ``referrers`` is one indexed query, whatever the type.
+- ``outbox``: ``{_id: "Type/id/v", t, i, v, lu, o}`` for every version of a ``NOTIFIED_TYPES``
+  resource, inserted in its commit; read oldest first by ``(lu, o, _id)`` (an entry whose
+  transaction commits late is still read, on the next round: entries are deleted once taken,
+  never skipped by a position) and deleted by ``forget_changes``.
 - ``locks``: ``{_id: sha256(str(guard query)), n}``, incremented by every commit that carries a
   guard, so two commits guarded by the same query write the same document and MongoDB lets at
   most one of them commit (the other gets a write conflict: ``VersionConflict``).
@@ -44,17 +48,20 @@ import hashlib
 import re
 from itertools import groupby
 
-from pymongo import AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne
+import orjson
+from pymongo import AsyncMongoClient, DeleteOne, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from fhir_server.errors import invalid
+from fhir_server.search.extract import extract
 from fhir_server.search.params import params_for
 from fhir_server.search.plan import Query
 from fhir_server.storage import mongo_search
 from fhir_server.storage.cursor import decode, page_cursors
-from fhir_server.storage.port import RECORD_TYPES, Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
+from fhir_server.storage.port import (NOTIFIED_TYPES, RECORD_TYPES, Change, Guard, HistoryPage, SearchPage, Stored,
+                                     VersionConflict, Write)
 
 # Parameters that get an index on every type that has them (dates: lo and hi).
 INDEXED_PARAMS = (
@@ -78,6 +85,7 @@ class MongoStore:
         self._history = self.db["history"]
         self._refs = self.db["refs"]
         self._locks = self.db["locks"]
+        self._outbox = self.db["outbox"]
         self._ready: set[str] = set()  # types (and "" for the shared collections) with indexes
 
     async def start(self) -> None:
@@ -88,6 +96,7 @@ class MongoStore:
             IndexModel([("t", 1), ("i", 1), *_HISTORY_ORDER], name="t_i_lu_o_id"),
         ])  # fmt: skip
         await self._refs.create_indexes([IndexModel([("x", 1)], name="x")])
+        await self._outbox.create_indexes([IndexModel([("lu", 1), ("o", 1), ("_id", 1)], name="lu_o_id")])
         try:
             await self.db.create_collection("locks")
         except CollectionInvalid:
@@ -269,6 +278,48 @@ class MongoStore:
         found = self._coll(type).find(filt, _CURRENT).sort("_id", 1).limit(count)
         return [Stored(type, d["_id"], d["v"], d["lu"], d["d"], d["r"]) async for d in found]
 
+    async def reindex(self, type: str, after: str | None, count: int) -> str | None:
+        await self._ensure(type)
+        for attempt in range(8):  # a concurrent writer of the same documents: read the batch again
+            try:
+                async with self._client.start_session() as session:
+                    async with await session.start_transaction(
+                        read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+                    ):
+                        return await self._reindex(session, type, after, count)
+            except PyMongoError as exc:
+                if not _conflict(exc) or attempt == 7:
+                    raise
+        return None
+
+    async def _reindex(self, session, type: str, after: str | None, count: int) -> str | None:
+        found = self._coll(type).find({"_id": {"$gt": after or ""}, "d": False}, {"r": 1}, session=session)
+        docs = [d async for d in found.sort("_id", 1).limit(count)]
+        if not docs:
+            return None
+        ops, refs = [], []
+        for d in docs:
+            index = extract(orjson.loads(d["r"]))
+            keys = mongo_search.sort_doc(index)
+            change = {"$set": {"s": mongo_search.index_doc(index), **({"k": keys} if keys else {})}}
+            if not keys:
+                change["$unset"] = {"k": ""}
+            ops.append(UpdateOne({"_id": d["_id"]}, change))
+            targets = mongo_search.reference_targets(index)
+            refs.append(ReplaceOne({"_id": f"{type}/{d['_id']}"}, {"x": targets}, upsert=True) if targets
+                        else DeleteOne({"_id": f"{type}/{d['_id']}"}))
+        await self._coll(type).bulk_write(ops, ordered=True, session=session)
+        await self._refs.bulk_write(refs, ordered=True, session=session)
+        return docs[-1]["_id"]
+
+    async def changes(self, limit: int) -> list[Change]:
+        found = self._outbox.find({}).sort([("lu", 1), ("o", 1), ("_id", 1)]).limit(limit)
+        return [Change(d["_id"], d["t"], d["i"], d["v"], d["lu"]) async for d in found]
+
+    async def forget_changes(self, keys: list[str]) -> None:
+        if keys:
+            await self._outbox.delete_many({"_id": {"$in": keys}})
+
     # --- writes ------------------------------------------------------------------------------
 
     async def commit(self, writes: list[Write], guards: list[Guard] = ()) -> None:
@@ -308,6 +359,9 @@ class MongoStore:
         await self._history.insert_many(
             [_history_doc(w, o) for o, w in enumerate(writes)], ordered=True, session=session
         )
+        notified = [_outbox_doc(w, o) for o, w in enumerate(writes) if w.type in NOTIFIED_TYPES]
+        if notified:
+            await self._outbox.insert_many(notified, ordered=True, session=session)
         ref_ops = []
         for w in writes:
             targets = [] if w.deleted else mongo_search.reference_targets(w.index)
@@ -343,6 +397,10 @@ def _current_doc(w: Write) -> dict:
 def _history_doc(w: Write, o: int) -> dict:
     return {"_id": f"{w.type}/{w.id}/{w.version}", "t": w.type, "i": w.id, "v": w.version, "lu": w.last_updated,
             "d": w.deleted, "m": w.method, "r": w.json, "o": o}  # fmt: skip
+
+
+def _outbox_doc(w: Write, o: int) -> dict:
+    return {"_id": f"{w.type}/{w.id}/{w.version}", "t": w.type, "i": w.id, "v": w.version, "lu": w.last_updated, "o": o}
 
 
 def _history_key(d: dict) -> list:

@@ -35,6 +35,25 @@ class Stored:
 RECORD_TYPES = ("AuditEvent", "Provenance")
 
 
+# The types whose every new version is also written to the store's outbox, in the same
+# transaction: the changes the subscription topics watch (``fhir_server/subscriptions/topics.py``;
+# a test checks that this covers them) and the Subscriptions themselves.
+NOTIFIED_TYPES = frozenset({"ServiceRequest", "Task", "Communication", "DiagnosticReport", "Composition",
+                            "Observation", "Appointment", "Subscription"})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An outbox entry: ``type/id`` reached ``version`` at ``at``. ``key`` orders the entries
+    (oldest first) and names the entry to ``Store.forget_changes``."""
+
+    key: str
+    type: str
+    id: str
+    version: int
+    at: str
+
+
 @dataclass(slots=True)
 class Write:
     """A new version to store. ``expect`` is the current version it replaces (0: none exists)."""
@@ -125,6 +144,22 @@ class Store(Protocol):
     async def scan(self, type: str, after: str | None, count: int) -> list[Stored]:
         """Up to ``count`` current versions of ``type``, deleted ones included, in id order after
         the id ``after`` (None: from the start). Bulk export reads its snapshot with it."""
+        ...
+
+    async def reindex(self, type: str, after: str | None, count: int) -> str | None:
+        """Rebuild the search index of up to ``count`` current resources of ``type`` after the id
+        ``after`` (None: from the start), from their stored JSON; versions are not changed, and a
+        resource changed meanwhile keeps the index its writer gave it. Answers the last id done,
+        None when there was none left (``telemed reindex``)."""
+        ...
+
+    async def changes(self, limit: int) -> list[Change]:
+        """Up to ``limit`` outbox entries, oldest first (every committed version of a
+        ``NOTIFIED_TYPES`` resource is one, written in its commit)."""
+        ...
+
+    async def forget_changes(self, keys: list[str]) -> None:
+        """Delete the outbox entries named (once their notifications are queued)."""
         ...
 
     async def close(self) -> None: ...

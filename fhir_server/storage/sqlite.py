@@ -18,11 +18,15 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
+
 from fhir_server.errors import invalid
+from fhir_server.search.extract import extract
 from fhir_server.search.plan import Query
 from fhir_server.storage import sqlite_search
 from fhir_server.storage.cursor import decode, page_cursors
-from fhir_server.storage.port import RECORD_TYPES, Guard, HistoryPage, SearchPage, Stored, VersionConflict, Write
+from fhir_server.storage.port import (NOTIFIED_TYPES, RECORD_TYPES, Change, Guard, HistoryPage, SearchPage, Stored,
+                                     VersionConflict, Write)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,9 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE UNIQUE INDEX IF NOT EXISTS history_version ON history (type, id, version);
 CREATE INDEX IF NOT EXISTS history_type_seq ON history (type, seq);
 CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated);
+CREATE TABLE IF NOT EXISTS outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+  at TEXT NOT NULL);
 """ + sqlite_search.INDEX_SCHEMA
 
 _STOP = object()
@@ -69,6 +76,8 @@ class SQLiteStore:
         self._current: dict[tuple[str, str], Stored] = {}
         self._checked_at, self._data_version = 0.0, None
         self._queue: queue.Queue = queue.Queue()
+        self._outbox_conn: sqlite3.Connection | None = None
+        self._outbox_lock = threading.Lock()
         self._thread = threading.Thread(target=self._write_loop, args=(writer,), name="sqlite-writer", daemon=True)
         self._thread.start()
 
@@ -215,6 +224,52 @@ class SQLiteStore:
             (type, after or "", count)).fetchall()
         return [Stored(type, r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
+    async def reindex(self, type: str, after: str | None, count: int) -> str | None:
+        rows = self._reader.execute(
+            "SELECT id, version, json FROM resource WHERE type=? AND id>? AND deleted=0 ORDER BY id LIMIT ?",
+            (type, after or "", count)).fetchall()
+        if not rows:
+            return None
+        items = [(id, version, extract(orjson.loads(body))) for id, version, body in rows]
+
+        def rebuild(conn: sqlite3.Connection) -> None:
+            for id, version, index in items:
+                row = conn.execute("SELECT version FROM resource WHERE type=? AND id=?", (type, id)).fetchone()
+                if row is not None and row[0] == version:  # unchanged since it was read
+                    sqlite_search.delete_index(conn, type, id)
+                    sqlite_search.insert_index(conn, type, id, index)
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((rebuild, [], fut, loop))
+        await fut
+        return rows[-1][0]
+
+    async def changes(self, limit: int) -> list[Change]:
+        rows = self._reader.execute("SELECT seq, type, id, version, at FROM outbox ORDER BY seq LIMIT ?",
+                                    (limit,)).fetchall()
+        return [Change(str(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def forget_changes(self, keys: list[str]) -> None:
+        """On a connection of its own, off the event loop (the group-commit writer is left alone)."""
+        if not keys:
+            return
+
+        def delete() -> None:
+            with self._outbox_lock:
+                if self._outbox_conn is None:
+                    self._outbox_conn = self._connect()
+                conn = self._outbox_conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany("DELETE FROM outbox WHERE seq=?", [(int(k),) for k in keys])
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+
+        await asyncio.to_thread(delete)
+
     # --- writes ------------------------------------------------------------------------------
 
     async def commit(self, writes: list[Write], guards: list[Guard] = ()) -> None:
@@ -250,7 +305,7 @@ class SQLiteStore:
                     except Exception as exc:  # noqa: BLE001 - handed to the waiting coroutine
                         results.append(exc)
             for (writes, _g, fut, loop), res in zip(batch, results):
-                if res is None:  # committed: the cached current versions go before anyone is answered
+                if res is None and not callable(writes):  # committed: cached current versions go first
                     loop.call_soon_threadsafe(self._forget, writes)
                 loop.call_soon_threadsafe(_settle, fut, res)
 
@@ -261,6 +316,10 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for writes, guards, _fut, _loop in batch:
+                if callable(writes):  # maintenance work in the writer's transaction (reindex)
+                    writes(conn)
+                    results.append(None)
+                    continue
                 try:
                     self._check(conn, writes, guards)
                 except VersionConflict as exc:
@@ -297,6 +356,9 @@ class SQLiteStore:
                 "INSERT INTO history (type, id, version, last_updated, deleted, method, json) VALUES (?,?,?,?,?,?,?)",
                 (w.type, w.id, w.version, w.last_updated, int(w.deleted), w.method, w.json),
             )
+            if w.type in NOTIFIED_TYPES:
+                conn.execute("INSERT INTO outbox (type, id, version, at) VALUES (?,?,?,?)",
+                             (w.type, w.id, w.version, w.last_updated))
             if w.expect:
                 sqlite_search.delete_index(conn, w.type, w.id)
             if w.index is not None and not w.deleted:
@@ -306,6 +368,9 @@ class SQLiteStore:
         self._queue.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._reader.close()
+        with self._outbox_lock:
+            if self._outbox_conn is not None:
+                self._outbox_conn.close()
 
 
 def _settle(fut: asyncio.Future, res: Exception | None) -> None:

@@ -25,6 +25,9 @@ def test_each_artifact_is_valid_fhir(name):
 def test_every_operation_in_the_capability_statement_has_its_definition():
     for type, ops in OPERATIONS.items():
         for op in ops:
+            if not op["definition"].startswith(CANONICAL):  # HL7's own (Subscriptions backport)
+                assert op["definition"].startswith("http://hl7.org/fhir/uv/subscriptions-backport/"), op
+                continue
             d = definition(f"{type.lower()}-{op['name']}")
             assert (d["url"], d["code"], d["resource"]) == (op["definition"], op["name"], [type])
 
