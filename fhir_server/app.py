@@ -83,8 +83,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         await svc.notify.start()
         from operations.consult import overdue
 
-        sweeper = asyncio.get_running_loop().create_task(overdue.run(svc), name="deadline-sweeper")
+        stop_sweeping = asyncio.Event()
+        sweeper = asyncio.get_running_loop().create_task(overdue.run(svc, stop_sweeping), name="deadline-sweeper")
         yield
+        stop_sweeping.set()
         sweeper.cancel()
         await svc.notify.stop()
         await svc.bulk.stop()

@@ -63,6 +63,7 @@ class Notifications:
         self._mail_wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._http: httpx.AsyncClient | None = None
+        self._stopping = False
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -71,6 +72,12 @@ class Notifications:
         self._tasks.append(asyncio.get_running_loop().create_task(self._run(), name="notify-dispatcher"))
 
     async def stop(self) -> None:
+        # A flag as well as cancel(): PyMongo's async API can swallow a CancelledError that lands
+        # inside one of its calls, and the loop would go on.
+        self._stopping = True
+        self._mail_wake.set()
+        for wake in self.wakes.values():
+            wake.set()
         tasks = [*self._tasks, *self.loops.values()]
         for task in tasks:
             task.cancel()
@@ -86,7 +93,7 @@ class Notifications:
 
     async def _run(self) -> None:
         renewed = 0.0
-        while True:
+        while not self._stopping:
             try:
                 if time.monotonic() - renewed > LEASE_SECONDS / 3:
                     has = await self.state.lease(self.holder, LEASE_SECONDS)
@@ -208,7 +215,7 @@ class Notifications:
     async def _deliver_loop(self, sid: str) -> None:
         failures, failing_since, last_sent = 0, 0.0, time.monotonic()
         wake = self.wakes[sid]
-        while True:
+        while not self._stopping:
             sub = self.subs.get(sid)
             if sub is None or sub.status == "off":
                 self.loops.pop(sid, None)
@@ -319,7 +326,7 @@ class Notifications:
     # --- participant e-mail -------------------------------------------------------------------
 
     async def _mail_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 due = await self.state.due_mail(time.time(), 50)
                 for mail in due:

@@ -86,9 +86,9 @@ async def _flag(svc, stored, task: dict, now: datetime) -> int:
     return 1
 
 
-async def run(svc) -> None:
-    """Sweep every ``deadline_sweep_seconds`` while the server runs."""
-    while True:
+async def run(svc, stop: asyncio.Event) -> None:
+    """Sweep every ``deadline_sweep_seconds`` until ``stop`` is set."""
+    while not stop.is_set():
         try:
             n = await sweep(svc)
             if n:
@@ -97,4 +97,7 @@ async def run(svc) -> None:
             raise
         except Exception:  # noqa: BLE001 - logged; the next sweep tries again
             log.exception("deadline sweep failed")
-        await asyncio.sleep(svc.settings.deadline_sweep_seconds)
+        try:
+            await asyncio.wait_for(stop.wait(), svc.settings.deadline_sweep_seconds)
+        except asyncio.TimeoutError:
+            pass
