@@ -286,17 +286,19 @@ class Notifications:
                                    error)
 
     async def _send(self, sub: Parsed, kind: str, events, since_start: int | None = None) -> None:
-        body = await self.notification(sub, kind, events, since_start)
         if sub.channel == "email":
             if kind != "event-notification":
                 return  # nothing to mail for a handshake or heartbeat
             for e in events:
+                # The focus is named only when the grant may read it, as in a notification Bundle.
+                shown = sub.content != "empty" and await notification.visible_focus(self.svc, sub, e) is not None
                 subject, text = email.render("en", "subscription", {
                     "subscription": f"Subscription/{sub.id}", "topic": sub.topic.title, "number": e.number, "at": e.at,
-                    "focus": self._link(e.focus) if sub.content != "empty" else "", "link": self._link(e.focus)})
+                    "focus": self._link(e.focus) if shown else "", "link": self._link(f"Subscription/{sub.id}")})
                 await email.send(self.settings, email.Mail(f"{sub.id}/{e.number}", sub.endpoint.removeprefix("mailto:"),
                                                            subject, text))
             return
+        body = await self.notification(sub, kind, events, since_start)
         headers = {"Content-Type": "application/fhir+json", **dict(sub.headers)}
         if sub.secret:
             headers[SIGNATURE] = "sha256=" + hmac.new(sub.secret.encode(), body, hashlib.sha256).hexdigest()

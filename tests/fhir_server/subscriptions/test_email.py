@@ -130,3 +130,21 @@ async def test_email_channel_subscription(client, sink):
     mails = await _wait(sink, 1)
     assert mails[0]["to"] == "watcher@clinic.test"
     assert f"Task/{t['id']}" in mails[0]["text"] and "Task status changed" in mails[0]["subject"]
+
+
+async def test_email_channel_names_only_what_the_subscriber_may_read(app, client, sink):
+    from tests.tokens import auth
+
+    patient = auth(app, "patient/*.cruds", fhirUser="Patient/p1", sub="p1")
+    r = await client.post("/Subscription", json=subscription("task-status", "mailto:p1@home.test", channel="email"),
+                          headers=patient)
+    assert r.status_code == 201, r.text
+    for _ in range(100):
+        if (await client.get(f"/Subscription/{r.json()['id']}")).json()["status"] == "active":
+            break
+        await asyncio.sleep(0.05)
+    other = (await client.post("/Task", json=task(**{"for": {"reference": "Patient/p2"}}))).json()
+    mine = (await client.post("/Task", json=task(**{"for": {"reference": "Patient/p1"}}))).json()
+    mails = await _wait(sink, 2)
+    texts = " ".join(m["text"] for m in mails)
+    assert f"Task/{mine['id']}" in texts and f"Task/{other['id']}" not in texts
