@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 
 import orjson
@@ -14,21 +15,29 @@ from fhir_server.search import params as search_params
 from fhir_server.search.plan import STORE_PARAMS
 from fhir_server.services import Services
 from fhir_server.subscriptions.topics import TOPICS
+from profiles import PROFILES
 
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
 SEARCH_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri", "composite")
 VERSION = "0.1.0"
-# Per resource type, the operations of operations/ (their OperationDefinitions are in profiles/).
-_OP = "https://telemed-fhir.org/ig/OperationDefinition/"
 _BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
-OPERATIONS = {
-    "ServiceRequest": [{"name": "submit", "definition": _OP + "ServiceRequest-submit"}],
-    "Task": [{"name": n, "definition": _OP + f"Task-{n}"}
-             for n in ("accept", "transfer", "request-info", "provide-info", "refuse", "cancel")],
-    # Subscriptions R5 Backport (fhir_server/subscriptions).
-    "Subscription": [{"name": n, "definition": f"{_BACKPORT}/OperationDefinition/backport-subscription-{n}"}
-                     for n in ("status", "events", "get-ws-binding-token")],
-}
+
+
+def _operations() -> dict[str, list[dict]]:
+    """Per resource type, the operations of operations/: one per OperationDefinition published in
+    profiles/ (a definition is added with its route, so the statement lists only what works), and
+    the Subscriptions R5 Backport's operations (fhir_server/subscriptions)."""
+    out: dict[str, list[dict]] = {}
+    for path in sorted(PROFILES.glob("operationdefinition-*.json")):
+        opdef = json.loads(path.read_text())
+        for type in opdef["resource"]:
+            out.setdefault(type, []).append({"name": opdef["code"], "definition": opdef["url"]})
+    out["Subscription"] = [{"name": n, "definition": f"{_BACKPORT}/OperationDefinition/backport-subscription-{n}"}
+                           for n in ("status", "events", "get-ws-binding-token")]
+    return out
+
+
+OPERATIONS = _operations()
 # The topics a Subscription may name (Subscriptions R5 Backport: advertised on the Subscription resource).
 _TOPIC_EXTENSION = f"{_BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
 import orjson
 from starlette.requests import Request
@@ -19,8 +18,9 @@ from fhir_server.errors import OperationOutcomeError, invalid, issue
 from fhir_server.http import JSON_TYPES, read_body
 from fhir_server.search import params as search_params
 from fhir_server.write import accept
+from profiles import PROFILES
 
-PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+__all__ = ["PROFILES", "definition", "parse", "read", "one"]
 
 
 @cache

@@ -1,4 +1,9 @@
-"""Our implementation guide as FHIR artifacts. ``CANONICAL`` is the base of every canonical URL it defines."""
+"""Our implementation guide as FHIR artifacts. ``CANONICAL`` is the base of every canonical URL it defines;
+``PROFILES`` is the folder that holds the artifacts (``<type>-<name>.json``)."""
+
+from pathlib import Path
+
+PROFILES = Path(__file__).resolve().parent
 
 CANONICAL = "https://telemed-fhir.org/ig"
 # The identifier system of SNILS (СНИЛС), the Russian personal insurance number by which the
