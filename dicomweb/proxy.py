@@ -33,7 +33,7 @@ def open_proxy(settings: Settings) -> Proxy | None:
         return None
     pacs = (settings.dicomweb_upstream, settings.dicomweb_username, settings.dicomweb_password,
             settings.dicomweb_timeout)
-    return Proxy(Upstream(*pacs), Relay(*pacs),
+    return Proxy(Upstream(*pacs), Relay(*pacs, splice=settings.dicomweb_splice),
                  MetadataCache(settings.dicomweb_cache_bytes, settings.dicomweb_cache_seconds), Seen(), Batch())
 
 

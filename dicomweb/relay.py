@@ -258,8 +258,8 @@ class _Answer(asyncio.BufferedProtocol):
 class Answer:
     """An answer whose status and headers are read and whose body is not (yet)."""
 
-    def __init__(self, protocol: _Answer, timeout: float):
-        self._p, self.timeout = protocol, timeout
+    def __init__(self, protocol: _Answer, timeout: float, splice: bool = True):
+        self._p, self.timeout, self._splice = protocol, timeout, splice
         self.status_code = protocol.status
         self.headers = {}
         for name, value in protocol.headers:
@@ -328,10 +328,11 @@ class Answer:
 
     # for ``splice``: the body's bytes taken from the socket by the kernel instead
     def spliceable(self) -> bool:
-        """Whether the rest of the body may be spliced: not chunked, not over, plain TCP."""
+        """Whether the rest of the body may be spliced: the fast path is on (``dicomweb_splice``),
+        the body not chunked, not over, on plain TCP."""
         p = self._p
         t = p.transport
-        return (p.raw and not p.done and p.error is None and t is not None and not t.is_closing()
+        return (self._splice and p.raw and not p.done and p.error is None and t is not None and not t.is_closing()
                 and t.get_extra_info("sslcontext") is None and t.get_extra_info("socket") is not None)
 
     def stop_reading(self) -> None:
@@ -406,8 +407,9 @@ class Relay:
     """Raw HTTP/1.1 requests to the PACS (``url``: its DICOMweb root): one connection per
     streamed answer, kept-alive connections for answers read whole."""
 
-    def __init__(self, url: str, username: str, password: str, timeout: float):
+    def __init__(self, url: str, username: str, password: str, timeout: float, splice: bool = True):
         parts = urlsplit(url)
+        self.splice = splice  # the kernel splice fast path for streamed answers (``splice``)
         self.secure = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.secure else 80)
@@ -457,7 +459,7 @@ class Relay:
                 if reused and protocol.status == 0:
                     continue  # the PACS had closed the kept connection: again on a new one
                 raise bad_gateway(f"The PACS's answer broke off ({exc})") from None
-            return Answer(protocol, self.timeout)
+            return Answer(protocol, self.timeout, self.splice)
 
     async def _connect(self, loop, protocol: _Answer, what: str) -> asyncio.Transport:
         try:

@@ -22,8 +22,8 @@ The body is written as HTTP/1.1 chunks (``%x\\r\\n`` + spliced bytes + ``\\r\\n`
 chunk (``0\\r\\n\\r\\n``) is uvicorn's, sent by the closing ASGI message, so uvicorn's state for
 the connection stays right. An answer that breaks off raises ``Broken``, and ``relay.Relayed``
 closes the caller's connection: it sees a truncated chunked body, never a complete-looking
-one. A caller that goes away ends the relay quietly. ``TELEMED_DICOMWEB_SPLICE=0`` turns the
-fast path off.
+one. A caller that goes away ends the relay quietly. The setting ``dicomweb_splice`` (environment
+``TELEMED_DICOMWEB_SPLICE=0``) turns the fast path off.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ PIPE_BYTES = 1 << 20  # the pipe's capacity (F_SETPIPE_SZ), and so the largest c
 WAKE_BYTES = 256 << 10  # the PACS's socket wakes the proxy when this much has arrived (or at its end)
 F_SETPIPE_SZ = 1031
 SPLICE = getattr(os, "splice", None)
-# TELEMED_DICOMWEB_SPLICE=0 turns the fast path off (to compare, or should a platform misbehave).
-ENABLED = os.environ.get("TELEMED_DICOMWEB_SPLICE", "1") != "0"
 SPLICED = RELAYED.labels("splice")
 GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF)
 
@@ -57,7 +55,7 @@ def uvicorn_cycle(receive):
 
 def possible(scope, cycle) -> bool:
     """Whether the fast path may write to the caller's socket (checked before the response starts)."""
-    if not ENABLED or SPLICE is None or cycle is None:
+    if SPLICE is None or cycle is None:
         return False
     if scope.get("http_version") != "1.1" or scope.get("method") != "GET":
         return False

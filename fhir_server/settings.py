@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     # (e.g. http://pacs:8042/dicom-web; empty: the /dicomweb routes answer 503), the proxy's
     # HTTP basic credentials there, seconds to wait for a connection or for the next bytes of
     # an answer (502/504 after that), the bytes of study metadata kept for ETag revalidation
-    # and how long an entry is trusted, and the largest STOW-RS body accepted.
+    # and how long an entry is trusted, the largest STOW-RS body accepted, and whether streamed
+    # answers may take the kernel splice fast path (dicomweb/splice.py; off: copied through
+    # Python, to compare, or should a platform misbehave).
     dicomweb_upstream: str = ""
     dicomweb_username: str = ""
     dicomweb_password: str = ""
@@ -60,6 +62,7 @@ class Settings(BaseSettings):
     dicomweb_cache_bytes: int = 64 * 1024 * 1024
     dicomweb_cache_seconds: float = 300.0
     dicomweb_max_stow_bytes: int = 4 * 1024 * 1024 * 1024
+    dicomweb_splice: bool = True
 
     @field_validator("dicomweb_upstream")
     @classmethod
