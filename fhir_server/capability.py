@@ -15,7 +15,7 @@ from fhir_server.search import params as search_params
 from fhir_server.search.plan import STORE_PARAMS
 from fhir_server.services import Services
 from fhir_server.subscriptions.topics import TOPICS
-from profiles import PROFILES
+from profiles import PROFILES, artifacts
 
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
 SEARCH_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri", "composite")
@@ -58,6 +58,7 @@ def _revincludes() -> dict[str, list[str]]:
 def _resources() -> list[dict]:
     out = []
     revincludes = _revincludes()
+    profiles = artifacts.profiles_by_type()  # our StructureDefinitions (profiles/): validated on write
     for type in sorted(search_params.resource_types()):
         params = [
             {"name": code, "definition": p.url, "type": p.type}
@@ -71,6 +72,7 @@ def _resources() -> list[dict]:
         out.append({
             "type": type,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{type}",
+            **({"supportedProfile": profiles[type]} if type in profiles else {}),
             "interaction": [{"code": c} for c in INTERACTIONS],
             "versioning": "versioned-update",
             "readHistory": True,

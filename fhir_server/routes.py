@@ -23,6 +23,11 @@ from fhir_server.interactions import create, delete, history, patch, read, searc
 from fhir_server.services import Services
 from fhir_server.subscriptions import events as sub_events, status as sub_status, websocket as sub_ws
 from operations.consult import accept, cancel, provide_info, refuse, request_info, submit, transfer
+from operations.consult import claim as consult_claim, route as consult_route
+from operations.consult import complete as consult_complete, document as consult_document, sign as consult_sign
+from operations.consult import verify_signatures as consult_verify
+from operations.consult import journal as consult_journal, weekly_report as consult_weekly_report
+from profiles import serving as ig
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
 
@@ -62,6 +67,16 @@ def routes(svc: Services) -> list[Route]:
         r("/fhir/Task/{id:fhirid}/$provide-info", provide_info.handle, "POST", "consult-provide-info"),
         r("/fhir/Task/{id:fhirid}/$refuse", refuse.handle, "POST", "consult-refuse"),
         r("/fhir/Task/{id:fhirid}/$cancel", cancel.handle, "POST", "consult-cancel"),
+        r("/fhir/Task/$journal", consult_journal.handle, "GET", "consult-journal"),
+        r("/fhir/Task/$journal", consult_journal.handle, "POST", "consult-journal-post"),
+        r("/fhir/Organization/{id:fhirid}/$weekly-report", consult_weekly_report.handle, "GET", "consult-weekly-report"),
+        r("/fhir/Task/{id:fhirid}/$route", consult_route.handle, "POST", "consult-route"),
+        r("/fhir/Task/{id:fhirid}/$claim", consult_claim.handle, "POST", "consult-claim"),
+        r("/fhir/Task/{id:fhirid}/$complete", consult_complete.handle, "POST", "consult-complete"),
+        r("/fhir/Composition/{id:fhirid}/$document", consult_document.handle, "GET", "consult-document"),
+        r("/fhir/Composition/{id:fhirid}/$sign", consult_sign.get, "GET", "consult-sign-bytes"),
+        r("/fhir/Composition/{id:fhirid}/$sign", consult_sign.post, "POST", "consult-sign"),
+        r("/fhir/Composition/{id:fhirid}/$verify-signatures", consult_verify.handle, "GET", "consult-verify-signatures"),
         # Subscriptions (fhir_server/subscriptions, docs/notifications.md).
         r("/fhir/Subscription/$status", sub_status.handle, "GET", "subscription-status-all"),
         r("/fhir/Subscription/{id:fhirid}/$status", sub_status.handle, "GET", "subscription-status"),
@@ -71,6 +86,13 @@ def routes(svc: Services) -> list[Route]:
         r("/fhir/Subscription/{id:fhirid}/$get-ws-binding-token", sub_ws.binding_token, "POST",
           "subscription-ws-token-post"),
         WebSocketRoute("/fhir/ws", sub_ws.endpoint, name="subscription-ws"),
+        # Our implementation guide's artifacts, read-only (profiles/serving.py); other ids go on to the store.
+        r("/fhir/{type:artifacttype}/{id:fhirid}", ig.handle_read, "GET", "artifact-read"),
+        r("/fhir/{type:artifacttype}/{id:fhirid}", ig.handle_update, "PUT", "artifact-update"),
+        r("/fhir/{type:artifacttype}/{id:fhirid}", ig.handle_patch, "PATCH", "artifact-patch"),
+        r("/fhir/{type:artifacttype}/{id:fhirid}", ig.handle_delete, "DELETE", "artifact-delete"),
+        r("/fhir/{type:artifacttype}/{id:fhirid}/_history/{vid}", ig.handle_vread, "GET", "artifact-vread"),
+        r("/fhir/{type:artifacttype}", ig.handle_search, "GET", "artifact-search"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", read.handle, "GET", "read"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", update.handle, "PUT", "update"),
         r("/fhir/{type:fhirtype}/{id:fhirid}", patch.handle, "PATCH", "patch"),

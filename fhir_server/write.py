@@ -21,6 +21,7 @@ from fhir_server.search import params as search_params
 from fhir_server.search.extract import extract
 from fhir_server.storage.port import Guard, Store, Stored, VersionConflict, Write
 from fhir_server.validation.structure import validate
+from profiles import artifacts, validator as profile_validator
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 RETRIES = 16
@@ -122,8 +123,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def new_version(resource: dict, id: str, version: int, method: str, now: str | None = None) -> Write:
-    """Stamp ``resource`` with id, meta.versionId, meta.lastUpdated; index it; make the Write."""
+def new_version(resource: dict, id: str, version: int, method: str, now: str | None = None, *,
+                checked: bool = True) -> Write:
+    """Stamp ``resource`` with id, meta.versionId, meta.lastUpdated; index it; make the Write.
+
+    Every write passes here, so here ``check_profiles`` runs; the interactions pass
+    ``checked=False`` and call it themselves right after their access check."""
+    if checked:
+        check_profiles(resource, id)
     now = now or now_instant()
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version)
@@ -134,6 +141,19 @@ def new_version(resource: dict, id: str, version: int, method: str, now: str | N
         type=resource["resourceType"], id=id, version=version, last_updated=now,
         json=orjson.dumps(stamped), index=extract(stamped), expect=version - 1, method=method,
     )
+
+
+def check_profiles(resource: dict, id: str) -> None:
+    """Our own artifacts stay read-only (405, ``profiles.artifacts.guard``), a resource that
+    claims a profile of ours must conform to it (422, ``profiles.validator``), and an
+    Organization's consultation deadline policy must stay within the regulation (422,
+    ``operations.consult.deadline.check_policy``)."""
+    artifacts.guard(resource, id)
+    profile_validator.check(resource)
+    if resource.get("resourceType") == "Organization" and resource.get("extension"):
+        from operations.consult.deadline import check_policy  # operations build on this module
+
+        check_policy(resource)
 
 
 def deletion(current: Stored, now: str | None = None) -> Write:

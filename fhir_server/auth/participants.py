@@ -6,8 +6,10 @@ organisation, e.g. a Task owned by it, is visible to its practitioners, who may 
 for every role coded ``coordinator``, the role's Organization's PractitionerRoles and their
 practitioners. A consultation includes a
 party when the party is its ServiceRequest's requester or performer, the requester or owner of a
-Task of it, or an agent of a Provenance about its Task or request (so past owners keep access
-after a transfer). Looked up per request through the search indexes, bounded by
+Task of it, a candidate organisation of a Task of it still ``requested`` (platform matching
+offered it to them to claim, ``Task?candidate=``; they lose it once another one claims it), or
+an agent of a Provenance about its Task or request (so past owners keep access after a
+transfer). Looked up per request through the search indexes, bounded by
 ``max_chain_ids``.
 """
 
@@ -86,6 +88,7 @@ async def consultations_of(svc, who: Principal) -> frozenset[str]:
     tagged += await _ids(svc, "ServiceRequest", [("performer", values)])
     tagged += await _ids(svc, "Task", [("owner", values)])
     tagged += await _ids(svc, "Task", [("requester", values)])
+    tagged += await _ids(svc, "Task", [("candidate", values), ("status", "requested")])  # offered, not yet claimed
     tagged += await _ids(svc, "Provenance", [("agent", values)])
     for s in tagged:
         code = consultation.tag_of(orjson.loads(s.json))

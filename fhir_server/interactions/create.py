@@ -14,8 +14,9 @@ from fhir_server.interactions.conditional import criteria, matches
 from fhir_server.interactions.respond import preflight, resource_response
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
-from fhir_server.write import Planned, accept, as_stored, check_type, commit_planned, new_id, new_version
+from fhir_server.write import Planned, accept, as_stored, check_profiles, check_type, commit_planned, new_id, new_version
 from fhir_server.errors import multiple_matches
+from operations.consult import chat
 
 
 async def plan(svc: Services, access: Access, resource: dict, if_none_exist: str | None,
@@ -35,10 +36,12 @@ async def plan(svc: Services, access: Access, resource: dict, if_none_exist: str
         guards.append(Guard(query, frozenset()))
     id = id or new_id()
     await consultation.stamp(svc.store, resource, id)
+    await chat.admit(svc, access, None, resource)  # a consultation chat message: sender, time, open
     subscription.stamp(access.who, None, resource)
-    write = new_version(resource, id, 1, "POST")
+    write = new_version(resource, id, 1, "POST", checked=False)
     if not await access.permits(rule, resource=resource | {"id": id}, index=write.index):
         raise outside(resource["resourceType"])
+    check_profiles(resource, id)  # after the access check (profiles/validator.py)
     return Planned(201, as_stored(write), [write], guards, location=True)
 
 

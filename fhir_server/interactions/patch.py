@@ -25,9 +25,10 @@ from fhir_server.patch.json_patch import apply_json_patch
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
 from fhir_server.write import (
-    Planned, accept, as_stored, check_depth, check_id, check_if_match, check_type, commit_planned, new_version,
+    Planned, accept, as_stored, check_depth, check_id, check_if_match, check_profiles, check_type, commit_planned,
+    new_version,
 )
-from operations.consult import guard
+from operations.consult import chat, guard
 
 JSON_PATCH = "application/json-patch+json"
 # Levels a patch document adds around the values it carries (Parameters.parameter.part.value...).
@@ -52,10 +53,12 @@ async def plan(svc: Services, access: Access, type: str, id: str, kind: str, doc
     accept(result, type, svc.settings.max_depth, not svc.settings.reject_unknown_elements)
     guard.refuse_workflow_change(stored, result)  # a ConsultTask's state changes only through its operations
     await consultation.stamp(svc.store, result, id)
+    await chat.admit(svc, access, stored, result)  # a consultation chat message is kept as posted
     subscription.stamp(access.who, stored, result)
-    write = new_version(result, id, stored.version + 1, "PATCH")
+    write = new_version(result, id, stored.version + 1, "PATCH", checked=False)
     if not await access.permits(access.rule(type, "u"), resource=result, index=write.index):
         raise outside(type)
+    check_profiles(result, id)  # after the access check (profiles/validator.py)
     return Planned(200, as_stored(write), [write])
 
 

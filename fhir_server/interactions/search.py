@@ -24,6 +24,7 @@ from fhir_server.services import Services
 from fhir_server.storage.port import SearchPage
 from fhir_server.summary import parse_summary
 from fhir_server.write import check_type
+from operations.consult import worklists
 
 TOTAL_MODES = ("none", "estimate", "accurate")
 FORM = "application/x-www-form-urlencoded"
@@ -49,6 +50,8 @@ async def handle(request: Request, svc: Services) -> Response:
 async def respond(request: Request, svc: Services, type: str, items: list[tuple[str, str]]) -> Response:
     strict = "handling=strict" in request.headers.get("prefer", "")
     access = await for_request(request, svc)
+    if any(k == "_query" for k, _ in items):  # a named query: a worklist (SPB-2.2)
+        items = await worklists.expand(svc, access, type, items)
     rule = access.rule(type, "s")
     query = parse_query(type, items, strict=strict)
     extra = await access.restrict(rule, [])

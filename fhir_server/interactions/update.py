@@ -16,9 +16,10 @@ from fhir_server.interactions.respond import preflight, resource_response
 from fhir_server.services import Services
 from fhir_server.storage.port import Guard
 from fhir_server.write import (
-    Planned, accept, as_stored, check_id, check_if_match, check_type, commit_planned, new_id, new_version,
+    Planned, accept, as_stored, check_id, check_if_match, check_profiles, check_type, commit_planned, new_id,
+    new_version,
 )
-from operations.consult import guard
+from operations.consult import chat, guard
 
 
 async def plan(svc: Services, access: Access, type: str, id: str, resource: dict, if_match: int | None,
@@ -34,10 +35,12 @@ async def plan(svc: Services, access: Access, type: str, id: str, resource: dict
     guard.refuse_workflow_change(current, resource)  # a ConsultTask's state changes only through its operations
     version = current.version + 1 if current else 1
     await consultation.stamp(svc.store, resource, id)
+    await chat.admit(svc, access, current, resource)  # a consultation chat message is kept as posted
     subscription.stamp(access.who, current, resource)
-    write = new_version(resource, id, version, method)
+    write = new_version(resource, id, version, method, checked=False)
     if not await access.permits(rule, resource=resource, index=write.index):
         raise outside(type)
+    check_profiles(resource, id)  # after the access check (profiles/validator.py)
     return Planned(201 if created else 200, as_stored(write), [write], location=created)
 
 

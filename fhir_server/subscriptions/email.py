@@ -2,13 +2,18 @@
 
 For each topic that fires (``topics.py``) the people concerned are read from the focus resource:
 
-- consultation-request: the request's performers; consultation-routed: the Task's new owner;
+- consultation-request: the request's performers; consultation-routed: the Task's new owner,
+  or while it is offered (no owner) the coordinators of each candidate organisation (or its
+  practitioners' roles when it has no coordinator);
   task-status: the Task's requester and owner; deadline-overdue: those and the coordinators of
   the organisation the Task is with (escalation);
 - chat-message: the message's recipients, else the requester and performers of the request it
-  is about, never its sender;
+  is about, never its sender; a request event recorded in the chat (category notification) is
+  mailed as the change itself (task-status), not again as a message;
 - conclusion: the requester of the request a DiagnosticReport is based on (RU-8), and the patient
-  of a doctor-to-patient consultation when the patient requested it;
+  of a doctor-to-patient consultation when the patient requested it; for a diagnostic-result
+  request also the diagnostician: the performers and interpreters of the DiagnosticReports and
+  ImagingStudies in its ``supportingInfo`` (RU-42);
 - appointment: every Patient and Practitioner taking part (the patient gets date and time, KZ-5);
 - critical-observation: nobody by default (doctors subscribe to it).
 
@@ -78,13 +83,17 @@ async def concerned(store, topic: str, resource: dict) -> list[str]:
     """References to the people a ``topic`` event about ``resource`` is mailed to."""
     if topic == "consultation-request":
         people = _refs(resource, "performer")
-    elif topic == "consultation-routed":
-        people = _refs(resource, "owner")
+    elif topic == "consultation-routed":  # the new owner; while offered, the candidates (offered_to)
+        people = _refs(resource, "owner") or await offered_to(store, resource)
     elif topic == "task-status":
         people = _refs(resource, "requester", "owner")
     elif topic == "deadline-overdue":  # escalated to the coordinators of the organisation that has it
         people = _refs(resource, "requester", "owner") + await coordinators(store, resource)
+        if not _refs(resource, "owner"):  # nobody has it: the candidates and the requester's coordinators
+            people += await offered_to(store, resource) + await requester_coordinators(store, resource)
     elif topic == "chat-message":
+        if _event(resource):  # a request event recorded in the chat: mailed as the change itself
+            return []
         people = _refs(resource, "recipient")
         if not people:
             for ref in _refs_any(resource, "basedOn", "partOf"):
@@ -98,7 +107,7 @@ async def concerned(store, topic: str, resource: dict) -> list[str]:
         for ref in _refs_any(resource, "basedOn"):
             about = await _read(store, ref)
             if about is not None:
-                people += _refs(about, "requester")
+                people += _refs(about, "requester") + await diagnosticians(store, about)
     elif topic == "appointment":
         people = [p["actor"]["reference"] for p in resource.get("participant") or ()
                   if isinstance(p, dict) and isinstance(p.get("actor"), dict)
@@ -124,6 +133,58 @@ async def coordinators(store, task: dict) -> list[str]:
                                              ("active", "true")], strict=True)
     page = await store.search(query, count=100, cursor=None, total=False)
     return [f"PractitionerRole/{s.id}" for s in page.entries]
+
+
+def _event(resource: dict) -> bool:
+    """A chat message that records a request event (category notification, operations/consult/chat.py)."""
+    return any(isinstance(c, dict) and c.get("code") == "notification"
+               and c.get("system") == "http://terminology.hl7.org/CodeSystem/communication-category"
+               for cat in resource.get("category") or () if isinstance(cat, dict) for c in cat.get("coding") or ())
+
+
+async def requester_coordinators(store, task: dict) -> list[str]:
+    """The coordinators of the requester's organisation (they route a consultation nobody has)."""
+    requester = _refs(task, "requester")
+    if not requester or not requester[0].startswith("PractitionerRole/"):
+        return []
+    role = await _read(store, requester[0])
+    org = ((role or {}).get("organization") or {}).get("reference")
+    return await coordinators(store, {"owner": {"reference": org}}) if org else []
+
+
+async def offered_to(store, task: dict) -> list[str]:
+    """Per candidate organisation of an offered Task: its coordinators' roles, or its active
+    roles when it has no coordinator (who may claim it)."""
+    from fhir_server.search.plan import parse_query
+    from fhir_server.subscriptions.topics import candidate_organizations
+
+    people: list[str] = []
+    for org in candidate_organizations(task):
+        found = await coordinators(store, {"owner": {"reference": org}})
+        if not found:
+            query = parse_query("PractitionerRole", [("organization", org), ("active", "true")], strict=True)
+            found = [f"PractitionerRole/{s.id}" for s in (await store.search(query, count=100, cursor=None,
+                                                                               total=False)).entries]
+        people += found
+    return people
+
+
+async def diagnosticians(store, request: dict) -> list[str]:
+    """For a diagnostic-result consultation (RU-42): who made the results it is about, the
+    performers and interpreters of the DiagnosticReports and ImagingStudies in its supportingInfo."""
+    from fhir_server.auth.consultation import KIND
+
+    if not any(c.get("system") == KIND and c.get("code") == "diagnostic-result"
+               for cat in request.get("category") or () if isinstance(cat, dict) for c in cat.get("coding") or ()):
+        return []
+    people: list[str] = []
+    for ref in _refs_any(request, "supportingInfo"):
+        if ref.split("/")[0] in ("DiagnosticReport", "ImagingStudy") and (result := await _read(store, ref)):
+            people += _refs(result, "performer", "resultsInterpreter", "interpreter")
+            people += [p["actor"]["reference"] for s in result.get("series") or () if isinstance(s, dict)
+                       for p in s.get("performer") or () if isinstance(p, dict) and isinstance(p.get("actor"), dict)
+                       and str(p["actor"].get("reference", "")).split("/")[0] in PEOPLE]
+    return people
 
 
 def _refs_any(resource: dict, *keys: str) -> list[str]:

@@ -16,6 +16,7 @@ from fhir_server.auth.consultation import is_consultation
 from profiles import CANONICAL
 
 Test = Callable[[dict | None, dict | None], bool]
+ROUTING = f"{CANONICAL}/CodeSystem/consultation-routing"  # Task.input type ``candidate``
 DEADLINE = f"{CANONICAL}/CodeSystem/deadline-state"  # meta.tag code ``overdue``, set by the deadline sweeper
 CRITICAL = frozenset({"AA", "HH", "LL", "HU", "LU", "critical"})  # v3 ObservationInterpretation
 FINAL = frozenset({"final", "amended", "corrected", "appended"})
@@ -65,6 +66,26 @@ def _final(resource: dict | None) -> bool:
     return resource is not None and resource.get("status") in FINAL
 
 
+def candidate_organizations(resource: dict | None) -> list[str]:
+    """The organisations platform matching offered a Task to (``Task.input`` of type
+    ``consultation-routing|candidate``, operations/consult/routing.py)."""
+    return [i["valueReference"]["reference"] for i in (resource or {}).get("input") or ()
+            if isinstance(i, dict) and isinstance(i.get("valueReference"), dict)
+            and isinstance(i["valueReference"].get("reference"), str)
+            and any(isinstance(c, dict) and (c.get("system"), c.get("code")) == (ROUTING, "candidate")
+                    for c in (i.get("type") or {}).get("coding") or ())]
+
+
+def _routed(before: dict | None, after: dict | None) -> bool:
+    """A new owner, or (while it has none) new candidate organisations."""
+    if after is None:
+        return False
+    if after.get("owner"):
+        return _changed(before, after, "owner")
+    offered = candidate_organizations(after)
+    return bool(offered) and offered != candidate_organizations(before)
+
+
 def _in_chat(resource: dict | None) -> bool:
     for key in ("basedOn", "partOf"):
         for r in (resource or {}).get(key) or ():
@@ -80,9 +101,10 @@ TOPICS: tuple[Topic, ...] = (
           {"ServiceRequest": lambda b, a: _created(b, a) and is_consultation(a)},
           {"ServiceRequest": ("requester", "performer", "patient", "subject", "priority", "category")}),
     Topic("consultation-routed", "Consultation routed",
-          "A consultation Task gets an owner, or another one (routing, transfer).",
-          {"Task": lambda b, a: a is not None and bool(a.get("owner")) and _changed(b, a, "owner")},
-          {"Task": ("owner", "requester", "patient", "based-on", "status")}),
+          "A consultation Task gets an owner, or another one (routing, claim, transfer), or is offered to "
+          "candidate organisations (platform matching).",
+          {"Task": _routed},
+          {"Task": ("owner", "requester", "patient", "based-on", "status", "candidate")}),
     Topic("task-status", "Task status changed",
           "A Task is created, or its status or business status changes.",
           {"Task": lambda b, a: _changed(b, a, "status", "businessStatus")},

@@ -4,10 +4,13 @@ consultation requests. Every call goes over HTTP with the practitioner's own tok
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from fhir_server.auth.consultation import KIND
 from fhir_server.auth.participants import COORDINATOR, ROLE_SYSTEM
+from profiles import CANONICAL
 from tests.tokens import auth
 
 PEOPLE = {"requester": "orgA", "consultant1": "orgB", "consultant2": "orgB", "coordinator": "orgB",
@@ -21,6 +24,9 @@ def ref(r: str) -> dict:
 def world() -> list[dict]:
     out: list[dict] = [{"resourceType": "Organization", "id": o, "name": o} for o in ("orgA", "orgB", "orgC")]
     out += [{"resourceType": "Patient", "id": "p1", "name": [{"family": "Ivanova"}]}]
+    # orgB consults for orgA (CN-10: invitations and routing go along active agreements)
+    out += [{"resourceType": "OrganizationAffiliation", "id": "orgB-for-orgA", "active": True,
+             "organization": ref("Organization/orgA"), "participatingOrganization": ref("Organization/orgB")}]
     for p, org in PEOPLE.items():
         out.append({"resourceType": "Practitioner", "id": p, "name": [{"family": p}]})
         role = {"resourceType": "PractitionerRole", "id": f"{p}-role", "active": True,
@@ -31,11 +37,23 @@ def world() -> list[dict]:
     return out
 
 
+# What a TelemedRequest must carry to be submitted (profiles/_differentials.py, docs/profiles.md):
+# purpose and reason, time, wanted specialty, record summary, date since which the patient is treated.
+SUBMITTABLE = {
+    "reasonCode": [{"coding": [{"system": f"{CANONICAL}/CodeSystem/consultation-purpose", "code": "tactics"}],
+                    "text": "Chest pain after stenting; choice of treatment"}],
+    "occurrencePeriod": {"start": "2026-12-07T09:00:00Z", "end": "2026-12-08T18:00:00Z"},
+    "performerType": {"coding": [{"system": "http://snomed.info/sct", "code": "17561000", "display": "Cardiologist"}]},
+    "supportingInfo": [{"display": "Discharge summary of 2026-11-20"}],
+    "extension": [{"url": f"{CANONICAL}/StructureDefinition/treated-since", "valueDate": "2026-11-12"}],
+}
+
+
 def draft(id: str = "sr1", priority: str | None = "urgent") -> dict:
     sr = {"resourceType": "ServiceRequest", "id": id, "status": "draft", "intent": "order",
           "category": [{"coding": [{"system": KIND, "code": "doctor-doctor"}]}],
           "code": {"text": "Cardiology consultation"}, "subject": ref("Patient/p1"),
-          "requester": ref("PractitionerRole/requester-role")}
+          "requester": ref("PractitionerRole/requester-role"), **copy.deepcopy(SUBMITTABLE)}
     if priority:
         sr["priority"] = priority
     return sr

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.operations.consult.conftest import problem
+from operations.consult.routing import ROUTING
+from tests.operations.consult.conftest import as_, problem
 
 pytestmark = pytest.mark.req("SPB-3.3")
 
@@ -42,4 +43,18 @@ async def test_dropping_the_profile_is_refused(desk, client):
 async def test_other_elements_may_be_edited(desk, client):
     task = await desk.submit()
     r = await client.put(f"/Task/{task['id']}", json=task | {"description": "Cardiology, please"})
+    assert r.status_code == 200, r.text
+
+
+async def test_the_candidates_of_an_offered_task_change_only_by_routing(desk, client):
+    """A participant cannot offer the consultation to another organisation by editing the Task."""
+    task = await desk.submit(org=None)
+    candidates = [i for i in task.get("input", [])]
+    task["input"] = [*candidates, {"type": {"coding": [{"system": ROUTING, "code": "candidate"}]},
+                                   "valueReference": {"reference": "Organization/orgC"}}]
+    r = await client.put(f"/Task/{task['id']}", json=task, headers=as_(desk.app, "requester"))
+    problem(r, 422, "processing", "Task.input")
+    # other inputs may still be added
+    task["input"] = [*candidates, {"type": {"text": "note for the consultant"}, "valueString": "fasting"}]
+    r = await client.put(f"/Task/{task['id']}", json=task, headers=as_(desk.app, "requester"))
     assert r.status_code == 200, r.text

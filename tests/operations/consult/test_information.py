@@ -41,7 +41,7 @@ async def test_submit_accept_request_info_provide_info_moves_the_due_time_by_the
     paused_at = at(paused["meta"]["lastUpdated"])
     assert abs(remaining(paused) - (due - paused_at).total_seconds()) < 0.01
     # the requester sees the question as a message of the consultation
-    msgs = (await client.get("/Communication?based-on=ServiceRequest/sr1",
+    msgs = (await client.get("/Communication?based-on=ServiceRequest/sr1&sender=PractitionerRole/consultant1-role",
                              headers=as_(desk.app, "requester"))).json()["entry"]
     assert msgs[0]["resource"]["payload"] == [{"contentString": "Please attach the latest ECG"}]
 

@@ -81,3 +81,19 @@ async def test_overdue_is_escalated_to_the_coordinators_by_mail(app, client, des
             break
         await asyncio.sleep(0.1)
     assert {m["to"] for m in late} == {"requester@clinic.test", "coordinator@clinic.test"}
+
+
+async def test_an_overdue_consultation_nobody_has_escalates_to_the_requesters_coordinators(app, client, desk):
+    """A request the platform could not match (or nobody claimed) is escalated to whoever routes
+    it: the coordinators of the requester's organisation."""
+    from fhir_server.auth.participants import COORDINATOR, ROLE_SYSTEM
+    from fhir_server.subscriptions import email
+
+    dispatcher = {"resourceType": "PractitionerRole", "id": "dispatcher-role", "active": True,
+                  "practitioner": {"reference": "Practitioner/outsider"}, "organization": {"reference": "Organization/orgA"},
+                  "code": [{"coding": [{"system": ROLE_SYSTEM, "code": COORDINATOR}]}]}
+    assert (await client.put("/PractitionerRole/dispatcher-role", json=dispatcher)).status_code == 201
+    stat = await desk.submit("sr-stat", org=None)
+    assert stat["businessStatus"]["coding"][0]["code"] == "awaiting-routing" and "owner" not in stat
+    people = await email.concerned(app.state.services.store, "deadline-overdue", stat)
+    assert people == ["PractitionerRole/requester-role", "PractitionerRole/dispatcher-role"]
