@@ -37,6 +37,7 @@ import aiosmtplib
 import orjson
 
 from fhir_server.subscriptions.state import Mail
+from fhir_server.subscriptions.topics import is_chat_event
 from profiles import CANONICAL
 
 EMAIL_OPT_OUT = f"{CANONICAL}/StructureDefinition/email-opt-out"
@@ -92,7 +93,7 @@ async def concerned(store, topic: str, resource: dict) -> list[str]:
         if not _refs(resource, "owner"):  # nobody has it: the candidates and the requester's coordinators
             people += await offered_to(store, resource) + await requester_coordinators(store, resource)
     elif topic == "chat-message":
-        if _event(resource):  # a request event recorded in the chat: mailed as the change itself
+        if is_chat_event(resource):  # a request event recorded in the chat: mailed as the change itself
             return []
         people = _refs(resource, "recipient")
         if not people:
@@ -133,13 +134,6 @@ async def coordinators(store, task: dict) -> list[str]:
                                              ("active", "true")], strict=True)
     page = await store.search(query, count=100, cursor=None, total=False)
     return [f"PractitionerRole/{s.id}" for s in page.entries]
-
-
-def _event(resource: dict) -> bool:
-    """A chat message that records a request event (category notification, operations/consult/chat.py)."""
-    return any(isinstance(c, dict) and c.get("code") == "notification"
-               and c.get("system") == "http://terminology.hl7.org/CodeSystem/communication-category"
-               for cat in resource.get("category") or () if isinstance(cat, dict) for c in cat.get("coding") or ())
 
 
 async def requester_coordinators(store, task: dict) -> list[str]:

@@ -86,6 +86,16 @@ def _routed(before: dict | None, after: dict | None) -> bool:
     return bool(offered) and offered != candidate_organizations(before)
 
 
+# A chat message that records a request event (a status or owner change), not a person's words
+# (operations/consult/chat.py): mailed as the change itself, not again as a message.
+CHAT_EVENT = {"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "notification"}
+
+
+def is_chat_event(resource: dict) -> bool:
+    return any(isinstance(c, dict) and c.get("system") == CHAT_EVENT["system"] and c.get("code") == CHAT_EVENT["code"]
+               for cat in resource.get("category") or () if isinstance(cat, dict) for c in cat.get("coding") or ())
+
+
 def _in_chat(resource: dict | None) -> bool:
     for key in ("basedOn", "partOf"):
         for r in (resource or {}).get(key) or ():

@@ -34,7 +34,7 @@ from fhir_server.auth import consultation
 from fhir_server.auth.access import Access
 from fhir_server.errors import conflict, unprocessable
 from fhir_server.storage.port import Stored, Write
-from fhir_server.subscriptions.topics import _in_chat as in_chat
+from fhir_server.subscriptions.topics import CHAT_EVENT, _in_chat as in_chat
 from fhir_server.write import accept, new_id, new_version
 from operations.consult import caller
 from operations.consult.codes import business_status
@@ -68,9 +68,6 @@ async def opening(svc, request: dict, request_id: str, task_id: str, at: str) ->
     return new_version(message, id, 1, "POST", at)
 
 
-EVENT = {"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "notification"}
-
-
 def event(task: dict, task_id: str, sender: str, text: str, at: str) -> dict | None:
     """A message recording a request event in its chat (SPB-4.2: "users are notified of request
     events in the chat"): category notification, the Task's new business status as reasonCode.
@@ -81,17 +78,11 @@ def event(task: dict, task_id: str, sender: str, text: str, at: str) -> dict | N
     if request is None:
         return None
     message = {"resourceType": "Communication", "meta": {"profile": [CONSULT_MESSAGE]}, "status": "completed",
-               "category": [{"coding": [EVENT]}], "basedOn": [{"reference": request}],
+               "category": [{"coding": [CHAT_EVENT]}], "basedOn": [{"reference": request}],
                "about": [{"reference": f"Task/{task_id}"}], "subject": task.get("for"), "sent": at,
                "sender": {"reference": sender}, "reasonCode": [task["businessStatus"]] if task.get("businessStatus") else None,
                "payload": [{"contentString": text}]}
     return {k: v for k, v in message.items() if v is not None}
-
-
-def is_event(resource: dict) -> bool:
-    return any(c.get("system") == EVENT["system"] and c.get("code") == EVENT["code"]
-               for cat in resource.get("category") or () if isinstance(cat, dict)
-               for c in cat.get("coding") or () if isinstance(c, dict))
 
 
 def is_message(resource: dict) -> bool:

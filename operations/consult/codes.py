@@ -51,6 +51,11 @@ def business_status(code: str) -> dict:
     return {"coding": [{"system": BUSINESS_STATUS, "code": code, "display": display}], "text": display}
 
 
+def business_code(task: dict) -> str | None:
+    """The code of a Task's business status (``consultation-business-status``), None without one."""
+    return next((c.get("code") for c in (task.get("businessStatus") or {}).get("coding") or ()), None)
+
+
 def is_consult_task(resource: dict) -> bool:
     profiles = (resource.get("meta") or {}).get("profile") or ()
     return resource.get("resourceType") == "Task" and CONSULT_TASK in profiles

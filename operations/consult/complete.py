@@ -21,15 +21,11 @@ from fhir_server.errors import conflict, unprocessable
 from fhir_server.services import Services
 from operations import parameters
 from operations.consult import caller, conclusion, consilium, signatures
-from operations.consult.codes import business_status
+from operations.consult.codes import business_code, business_status
 from operations.consult.deadline import instant
 from operations.consult.task import Change, not_allowed, operate, reference, require_status
 
 DEFINITION = parameters.definition("task-complete")
-
-
-def _business(task: dict) -> str | None:
-    return next((c.get("code") for c in (task.get("businessStatus") or {}).get("coding") or ()), None)
 
 
 async def _read(svc: Services, ref: str | None):
@@ -64,7 +60,7 @@ async def decide(change: Change) -> None:
     task, svc, id = change.task, change.svc, change.stored.id
     author, roles = await _signers(change)
     report_ref, protocol_ref = conclusion.output_of(task, "conclusion"), conclusion.output_of(task, "protocol")
-    if _business(task) == "awaiting-signatures" and protocol_ref:
+    if business_code(task) == "awaiting-signatures" and protocol_ref:
         if await signatures.of(svc, protocol_ref.split("/")[1]):
             raise conflict(f"{protocol_ref} is signed already; a signed protocol is not changed", "Task.output")
     conclusion.check_form(change.params)

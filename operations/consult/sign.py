@@ -31,6 +31,7 @@ from fhir_server.services import Services
 from fhir_server.write import Planned, as_stored, check_id, check_if_match, commit_planned, new_id, new_version
 from operations import parameters
 from operations.consult import caller, canonical, completion, document, signatures
+from operations.consult.codes import business_code
 from operations.consult.conclusion import output_of
 from operations.consult.deadline import instant
 
@@ -69,7 +70,7 @@ async def _task(svc: Services, composition_id: str, protocol: dict):
                 if str(d.get("reference", "")).startswith("Task/")), None)
     stored = await svc.store.read("Task", ref.split("/")[1]) if ref else None
     task = orjson.loads(stored.json) if stored is not None and not stored.deleted else {}
-    business = next((c.get("code") for c in (task.get("businessStatus") or {}).get("coding") or ()), None)
+    business = business_code(task)
     if (task.get("status"), business) != ("in-progress", "awaiting-signatures") \
             or output_of(task, "protocol") != f"Composition/{composition_id}":
         raise conflict(f"Composition/{composition_id} is not awaiting signatures (its consultation {ref} is "

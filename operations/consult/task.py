@@ -27,7 +27,7 @@ from fhir_server.storage.port import Stored, Write
 from fhir_server.write import Planned, accept, as_stored, check_id, commit_planned, new_id, new_version
 from operations import parameters
 from operations.consult import caller, chat
-from operations.consult.codes import DATA_OPERATION, PARTICIPANT_TYPE, is_consult_task
+from operations.consult.codes import DATA_OPERATION, PARTICIPANT_TYPE, business_code, is_consult_task
 from operations.consult.deadline import instant
 
 
@@ -130,14 +130,10 @@ def provenance(change: Change, version: int, activity: str) -> dict:
 TALKING = frozenset({"request-info", "provide-info"})
 
 
-def _business(task: dict) -> str | None:
-    return next((c.get("code") for c in (task.get("businessStatus") or {}).get("coding") or ()), None)
-
-
 async def _tell_chat(change: Change, code: str) -> None:
     """A change of business status or owner as an event in the consultation's chat (SPB-4.2)."""
     task = change.task
-    display = (task.get("businessStatus") or {}).get("text") or _business(task)
+    display = (task.get("businessStatus") or {}).get("text") or business_code(task)
     text = f"{display} (Task/${code} by {change.actor or change.me.user})"
     if change.reason:
         text += f": {change.reason}"
@@ -157,11 +153,11 @@ async def operate(request: Request, svc: Services, opdef: dict, decide: Decide) 
 
     async def plan() -> Planned:
         stored, task = await _load(svc, access, id, me)
-        before = (_business(task), reference(task.get("owner")))
+        before = (business_code(task), reference(task.get("owner")))
         change = Change(svc, me, stored, task, params, datetime.now(timezone.utc))
         await decide(change)
         task["lastModified"] = instant(change.now)
-        if (_business(task), reference(task.get("owner"))) != before and opdef["code"] not in TALKING:
+        if (business_code(task), reference(task.get("owner"))) != before and opdef["code"] not in TALKING:
             await _tell_chat(change, opdef["code"])
         accept(task, "Task", svc.settings.max_depth)
         await consultation.stamp(svc.store, task, id)
