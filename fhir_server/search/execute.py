@@ -3,8 +3,11 @@
 A forward chain (``patient.identifier=S|V``) becomes a reference clause listing the matching
 targets; a reverse chain (``_has:Observation:patient:code=Y``) becomes an ``_id`` clause listing
 the referenced resources. Each set is bounded: past ``bound`` ids the search is refused with a
-400 asking to narrow it, rather than building an unbounded query. Adapters thus only ever see
-plain clauses.
+400 asking to narrow it, rather than building an unbounded query. Adapters thus see plain
+clauses, and one more filter where they ask for it: a ``_has`` whose referrers are many becomes
+``Referrers`` for an adapter that probes each candidate for one (``Store.probes_referrers``:
+the embedded store), so ``Patient?_has:Observation:patient:code=<common code>`` reads one page
+of Patients instead of every matching Observation.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from fhir_server.errors import too_costly
 from fhir_server.search import params as search_params
-from fhir_server.search.plan import Chain, Clause, Filter, Include, InList, Query, Value
+from fhir_server.search.plan import Chain, Clause, Filter, Include, InList, Query, Referrers, Value
 from fhir_server.storage.port import SearchPage, Store, Stored
 
 ITERATE_DEPTH = 3
@@ -34,7 +37,7 @@ Limit = Callable[[str], Awaitable[tuple[Clause, ...]]] | None
 
 async def resolve(store: Store, query: Query, bound: int, limit: Limit = None) -> Query | None:
     """``query`` with every chain and _has replaced by a plain clause; None if it cannot match."""
-    if all(isinstance(c, Clause) for c in query.clauses):
+    if all(isinstance(c, (Clause, Referrers)) for c in query.clauses):
         return query
     try:
         clauses = tuple([await _resolve(store, query.type, c, bound, limit) for c in query.clauses])
@@ -47,7 +50,7 @@ async def _limited(t: str, inner: Clause, limit: Limit) -> Query:
     return Query(t, (inner, *(await limit(t) if limit else ())))
 
 
-async def _resolve(store: Store, type: str, f: Filter, bound: int, limit: Limit = None) -> Clause:
+async def _resolve(store: Store, type: str, f: Filter, bound: int, limit: Limit = None) -> Clause | Referrers:
     if isinstance(f, Clause):
         return f
     if isinstance(f, InList):
@@ -67,7 +70,10 @@ async def _resolve(store: Store, type: str, f: Filter, bound: int, limit: Limit 
             raise NoMatch
         return Clause(f.param, "reference", None, tuple(Value(text=t) for t in targets))
     inner = await _resolve(store, f.type, f.inner, bound, limit)
-    refs = await store.distinct_references(await _limited(f.type, inner, limit), f.param, bound + 1)
+    referring = await _limited(f.type, inner, limit)
+    if await store.probes_referrers(referring):  # many referrers: probe each candidate instead
+        return Referrers(f.param, referring)
+    refs = await store.distinct_references(referring, f.param, bound + 1)
     if len(refs) > bound:
         raise too_costly(f"{f} matches more than {bound} {type} resources; narrow the search", str(f))
     ids = [r.partition("/")[2] for r in refs if r.startswith(type + "/")]

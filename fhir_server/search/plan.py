@@ -92,6 +92,19 @@ class Has:
 
 
 @dataclass(frozen=True, slots=True)
+class Referrers:
+    """A resolved ``_has``: referenced by ``param`` of a resource matching ``query`` (plain
+    clauses only). The executor hands it to an adapter that probes each candidate for such a
+    referrer (``Store.probes_referrers``) instead of listing every referenced id first."""
+
+    param: str
+    query: "Query"
+
+    def __str__(self) -> str:
+        return f"_has:{self.query.type}:{self.param}:{'&'.join(str(c) for c in self.query.clauses)}"
+
+
+@dataclass(frozen=True, slots=True)
 class InList:
     """``_list=42``: resources that are items of List/42."""
 
@@ -101,7 +114,7 @@ class InList:
         return f"_list={self.list_id}"
 
 
-Filter = Union[Clause, Chain, Has, InList]
+Filter = Union[Clause, Chain, Has, Referrers, InList]
 
 
 @dataclass(frozen=True, slots=True)

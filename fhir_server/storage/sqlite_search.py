@@ -12,7 +12,7 @@ import sqlite3
 from fhir_server.errors import invalid
 from fhir_server.search import params as search_params
 from fhir_server.search.composite import stored_as
-from fhir_server.search.plan import Clause, Query
+from fhir_server.search.plan import Clause, Query, Referrers
 from fhir_server.search.values import IndexValues
 from fhir_server.storage import sqlite_composite
 from fhir_server.storage.sqlite_values import date_cond, ref_target, value_cond
@@ -110,7 +110,8 @@ LEAD_RANK = {"_id": 0, "reference": 1, "composite": 1.5, "token": 2, "string": 3
 
 
 def _lead(query: Query) -> Clause | None:
-    candidates = [c for c in query.clauses if c.param != "_lastUpdated" and c.modifier not in ("not", "missing")]
+    candidates = [c for c in query.clauses
+                  if isinstance(c, Clause) and c.param != "_lastUpdated" and c.modifier not in ("not", "missing")]
     if not candidates:
         return None
     return min(candidates, key=lambda c: (LEAD_RANK["_id"] if c.param == "_id" else LEAD_RANK.get(c.type, 5),
@@ -153,7 +154,8 @@ def compile_page(query: Query, limit: int, after: list | None, *, backward: bool
     giving a row's cursor key. ``backward``: the rows before ``after``, nearest first (the order
     with every key's direction flipped; the caller reverses them); ``inclusive``: ``after``'s
     own row too. ``walk_index``: sort by walking the sort parameter's index when ``walkable``."""
-    walk = _sort_walk(query, limit, after, backward, inclusive) if walk_index else None
+    walk = _sort_walk(query, limit, after, backward, inclusive) if walk_index else _id_walk(query, limit, after,
+                                                                                            backward, inclusive)
     if walk is not None:
         return walk
     where, args = _where(query)
@@ -280,6 +282,61 @@ def _sort_walk(query: Query, limit: int, after: list | None, backward: bool = Fa
     return sql, tuple(args), lambda row: [_to_cursor(row[4]), row[5]]
 
 
+def _id_walk(query: Query, limit: int, after: list | None, backward: bool = False, inclusive: bool = False):
+    """A page in id order (no ``_sort``) when the leading clause is one value pinning every column
+    of its value index before the id (a token ``system|code``, a reference, a uri) and the other
+    clauses are probes inside it: that index lists the matching ids in id order, so the page is
+    the next ``limit`` ids after the cursor read from it, not every match sorted again for each
+    page (``Observation?code=<common code>`` paged through 200,000 results). None otherwise."""
+    lead = _lead(query)
+    if query.sort or lead is None or lead.param == "_id" or lead.modifier or len(lead.values) != 1:
+        return None
+    v = lead.values[0]
+    if not (lead.type in ("reference", "uri") or (lead.type == "token" and v.system and v.text)):
+        return None
+    direct = _ids_from_index(query)
+    if direct is None:
+        return None
+    if after is not None and len(after) != 1:
+        raise invalid("The paging cursor does not fit this search; start the search again", "_cursor")
+    inner, args = direct
+    order = "DESC" if backward else "ASC"
+    if after is not None:
+        inner += f" AND x.id {'<' if backward else '>'}{'=' if inclusive else ''} ?"
+        args = [*args, after[0]]
+    sql = (f"SELECT r.id, r.version, r.last_updated, r.json, r.id FROM "
+           f"({inner.replace('SELECT x.id', 'SELECT DISTINCT x.id AS id', 1)} ORDER BY x.id {order} LIMIT ?) m "
+           f"JOIN resource r ON r.type=? AND r.id=m.id ORDER BY m.id {order}")
+    return sql, (*args, limit, query.type), lambda row: [row[4]]
+
+
+# ``_has`` probes each candidate for a referrer (``Referrers``) rather than list the referenced
+# ids when the referrers' query matches at least this many index rows.
+PROBE_MIN = 2000
+
+
+def probeable(query: Query) -> bool:
+    """Whether every clause of ``query`` compiles to a probe of one index row's resource (no
+    ``_id`` or ``_lastUpdated``, which live in ``resource``), so ``Referrers`` can hold it."""
+    return bool(query.clauses) and all(isinstance(c, Referrers) or c.param not in ("_id", "_lastUpdated")
+                                       for c in query.clauses)
+
+
+def _referrers(type: str, f: Referrers, owner: str) -> tuple[str, list]:
+    """EXISTS a resource matching ``f.query`` that references ``owner`` through ``f.param``: the
+    (type, param, target) index lists the owner's referrers, each probed for the query's clauses."""
+    alias = owner + "z"  # unique per nesting level: a nested _has probes its own referrers
+    probes, args = [], []
+    for c in f.query.clauses:
+        sql, cargs = (_referrers(f.query.type, c, alias) if isinstance(c, Referrers)
+                      else _clause(f.query.type, c, probe=True, owner=alias))
+        probes.append(sql)
+        args += cargs
+    return (f"EXISTS (SELECT 1 FROM idx_reference {alias} INDEXED BY idx_reference_target WHERE {alias}.type=? "
+            f"AND {alias}.param=? AND {alias}.target=? || {owner}.id{''.join(' AND ' + p for p in probes)})",
+            [f.query.type, f.param, type + "/", *args])
+
+
 def _sql_literal(code: str) -> str:
     """A search parameter code inside SQL text (codes are [a-z0-9-_:]; quotes doubled anyway)."""
     return code.replace("'", "''")
@@ -353,6 +410,8 @@ def _after_args(keys, after: list) -> list:
 def _clause(type: str, c: Clause, probe: bool, owner: str = "r", also: list[str] = ()) -> tuple[str, list]:
     """One clause as SQL. ``owner`` is the alias whose (type, id) a probe looks up; ``also``
     are probe conditions added to a leading subquery."""
+    if isinstance(c, Referrers):
+        return _referrers(type, c, owner)
     if c.param == "_id":
         marks = ",".join("?" * len(c.values))
         op = "NOT IN" if c.modifier == "not" else "IN"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from fhir_server.storage import sqlite_search
+
 from tests.fhir_server.search.correctness_cases import case, check_matches, expect_known, fill, labelled, parse
 from tests.fhir_server.search.correctness_world import ACME, LOINC, MRN, UCUM, world  # noqa: F401  (the fixture)
 
@@ -53,6 +55,18 @@ HAS = [
 @pytest.mark.parametrize("query,known", CHAINS + HAS)
 async def test_chains_and_has_match_the_oracle(request, world, query, known):  # noqa: F811
     expect_known(request, world, known)
+    await check_matches(world, query)
+
+
+@pytest.mark.parametrize("query,known", HAS)
+async def test_has_probing_each_candidate_matches_the_oracle(request, world, query, known, monkeypatch):  # noqa: F811
+    """The embedded store turns a ``_has`` with many referrers into a probe of each candidate
+    (``Referrers``) instead of listing the referenced ids; with the threshold at one referrer,
+    every ``_has`` case takes that path and must still match the oracle."""
+    if world.store != "sqlite":
+        pytest.skip("only the embedded store probes referrers")
+    expect_known(request, world, known)
+    monkeypatch.setattr(sqlite_search, "PROBE_MIN", 1)
     await check_matches(world, query)
 
 

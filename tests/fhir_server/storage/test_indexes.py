@@ -149,6 +149,50 @@ async def test_sqlite_answers_common_searches_from_an_index(sqlite, items, index
     assert any(f"INDEX {index} " in step for step in plan), plan
 
 
+@pytest.mark.parametrize("items", [[("code", "http://loinc.org|8867-4")], [("subject", "Patient/p1")],
+                                   [("code", "http://loinc.org|8867-4"), ("status", "final")]], ids=str)
+async def test_sqlite_next_page_in_id_order_reads_on_from_the_value_index(sqlite, items):
+    """A page of a search in id order led by one pinned value reads the ids after the cursor from
+    the value index (an ``id>?`` bound on it), not every match again."""
+    query = parse_query("Observation", items)
+    first = await sqlite.search(query, count=2, cursor=None, total=False)
+    sql, args, _ = sqlite_search.compile_page(query, 3, decode_cursor(first.next_cursor))
+    plan = [row[3] for row in sqlite._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    assert any(step.startswith("SEARCH x USING COVERING INDEX idx_") and "AND id>?)" in step for step in plan), plan
+    everything = [e.id for e in (await sqlite.search(query, count=1000, cursor=None, total=False)).entries]
+    assert everything == sorted(everything) and len(everything) >= 3
+    seen, cursor = [], None
+    while True:
+        page = await sqlite.search(query, count=2, cursor=cursor, total=False)
+        seen += [e.id for e in page.entries]
+        if not (cursor := page.next_cursor):
+            break
+    assert seen == everything
+
+
+async def test_sqlite_has_with_many_referrers_probes_each_candidate(sqlite, monkeypatch):
+    """``Patient?_has:Observation:patient:code=Y`` with many referring Observations walks the
+    Patients, looking each one's referrers up in the reference index; it never lists them all."""
+    from fhir_server.search import execute
+
+    await sqlite.commit([Write("Patient", f"p{i}", 1, "2024-01-01T00:00:00.000000Z",
+                               orjson.dumps({"resourceType": "Patient", "id": f"p{i}"}),
+                               extract({"resourceType": "Patient", "id": f"p{i}"}), 0, "POST") for i in range(10)])
+    query = parse_query("Patient", [("_has:Observation:patient:code", "8867-4")])
+    assert (await execute.resolve(sqlite, query, 100)).clauses[0].__class__.__name__ == "Clause"  # 8 referrers
+    monkeypatch.setattr(sqlite_search, "PROBE_MIN", 8)
+    resolved = await execute.resolve(sqlite, query, 100)
+    assert resolved.clauses[0].__class__.__name__ == "Referrers"
+    sql, args, _ = sqlite_search.compile_page(resolved, 51, None)
+    plan = [row[3] for row in sqlite._reader.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    assert any("INDEX idx_reference_target (type=? AND param=? AND target=?)" in step for step in plan), plan
+    assert not any("idx_token_code" in step for step in plan), plan
+    page = await sqlite.search(resolved, count=50, cursor=None, total=True)
+    # o0, o5, o10, ... have code 8867-4: subjects p0 and p5 (i % 8 for i in 0, 5, 10, ...)
+    expected = sorted({f"p{i % 8}" for i in range(40) if i % 5 == 0})
+    assert [e.id for e in page.entries] == expected and page.total == len(expected)
+
+
 async def test_sqlite_last_updated_range_uses_its_index_without_sort(sqlite):
     sql, args, _ = sqlite_search.compile_page(parse_query("Observation", [("_lastUpdated", "ge2024-01-01T00:00:30Z")]),
                                               51, None)  # fmt: skip
