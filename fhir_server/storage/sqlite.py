@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -48,6 +49,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 _STOP = object()
 CURRENT_CACHE_SIZE = 50_000
+WAL_KEEP_BYTES = 64 << 20  # the write-ahead log is started over past this size
+WAL_RESTART_WAIT_MS = 200  # how long a restart waits for readers of older snapshots
+BUSY_TIMEOUT_S = 30
 CHECK_OTHERS = 0.1  # seconds: how stale a read may be of what another process wrote
 
 
@@ -76,17 +80,16 @@ class SQLiteStore:
         self._current: dict[tuple[str, str], Stored] = {}
         self._checked_at, self._data_version = 0.0, None
         self._queue: queue.Queue = queue.Queue()
-        self._outbox_conn: sqlite3.Connection | None = None
-        self._outbox_lock = threading.Lock()
         self._thread = threading.Thread(target=self._write_loop, args=(writer,), name="sqlite-writer", daemon=True)
         self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA cache_size=-65536")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")  # a restarted log is cut back to this
         return conn
 
     # --- reads -------------------------------------------------------------------------------
@@ -257,24 +260,16 @@ class SQLiteStore:
         return [Change(str(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     async def forget_changes(self, keys: list[str]) -> None:
-        """On a connection of its own, off the event loop (the group-commit writer is left alone)."""
+        """In the writer's next transaction: one connection writes, so the WAL can restart after
+        each complete checkpoint (a second writing connection kept it from ever restarting: a
+        million-resource load grew it to tens of GB)."""
         if not keys:
             return
-
-        def delete() -> None:
-            with self._outbox_lock:
-                if self._outbox_conn is None:
-                    self._outbox_conn = self._connect()
-                conn = self._outbox_conn
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany("DELETE FROM outbox WHERE seq=?", [(int(k),) for k in keys])
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-
-        await asyncio.to_thread(delete)
+        seqs = [(int(k),) for k in keys]
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((lambda conn: conn.executemany("DELETE FROM outbox WHERE seq=?", seqs), [], fut, loop))
+        await fut
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -310,10 +305,33 @@ class SQLiteStore:
                         results += self._commit_batch(conn, [item])
                     except Exception as exc:  # noqa: BLE001 - handed to the waiting coroutine
                         results.append(exc)
+            self._keep_wal_small(conn)
             for (writes, _g, fut, loop), res in zip(batch, results):
                 if res is None and not callable(writes):  # committed: cached current versions go first
                     loop.call_soon_threadsafe(self._forget, writes)
                 loop.call_soon_threadsafe(_settle, fut, res)
+
+    def _keep_wal_small(self, conn: sqlite3.Connection) -> None:
+        """Start the write-ahead log over once it passes ``WAL_KEEP_BYTES``. The automatic
+        checkpoint after a commit rarely completes while readers are busy (each holds the
+        snapshot it began with), and the log restarts only after a complete one: under steady
+        reads it grew with every write (tens of GB over a million-resource load, as much as the
+        data written). A RESTART checkpoint waits for the readers of older snapshots to finish,
+        a few milliseconds; a long one (a bulk export's snapshot) is not waited for."""
+        if self.path == ":memory:":
+            return
+        try:
+            if os.path.getsize(self.path + "-wal") <= WAL_KEEP_BYTES:
+                return
+        except OSError:
+            return
+        conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.OperationalError:
+            pass  # busy: a later commit tries again
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list) -> list[Exception | None]:
         """One transaction for the whole batch. A submission whose expectations fail is skipped
@@ -374,9 +392,6 @@ class SQLiteStore:
         self._queue.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._reader.close()
-        with self._outbox_lock:
-            if self._outbox_conn is not None:
-                self._outbox_conn.close()
 
 
 def _settle(fut: asyncio.Future, res: Exception | None) -> None:
