@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from dicomweb import qido as dw_qido, stow as dw_stow, wado as dw_wado
 from fhir_server import capability, metrics
@@ -44,9 +44,38 @@ def routes(svc: Services) -> list[Route]:
     authorize = Authorize(SlidingWindow(svc.settings.token_rate_limit))
     token = TokenEndpoint(clients, SlidingWindow(svc.settings.token_rate_limit))
 
-    # Read first: it is the hottest path. The convertors keep ``_history``, ``_search`` and
-    # ``$operation`` segments from matching ``{id}``.
+    # The convertors keep ``_history``, ``_search`` and ``$operation`` segments from matching ``{id}``.
     return [
+        # DICOMweb (dicomweb/): QIDO-RS, WADO-RS and STOW-RS proxied to the PACS, scoped to the
+        # studies the caller may see. Study, series and instance paths under /dicomweb, one
+        # prefix match away for every request (a viewer sends hundreds per study).
+        Mount("/dicomweb", routes=[
+            r("/studies", dw_qido.studies, "GET", "qido-studies"),
+            r("/series", dw_qido.series, "GET", "qido-series"),
+            r("/instances", dw_qido.instances, "GET", "qido-instances"),
+            r("/studies/{study}/series", dw_qido.series, "GET", "qido-study-series"),
+            r("/studies/{study}/instances", dw_qido.instances, "GET", "qido-study-instances"),
+            r("/studies/{study}/series/{series}/instances", dw_qido.instances, "GET", "qido-series-instances"),
+            r("/studies", dw_stow.store, "POST", "stow"),
+            r("/studies/{study}", dw_stow.store, "POST", "stow-study"),
+            r("/studies/{study}", dw_wado.retrieve, "GET", "wado-study"),
+            r("/studies/{study}/metadata", dw_wado.metadata, "GET", "wado-study-metadata"),
+            r("/studies/{study}/rendered", dw_wado.retrieve, "GET", "wado-study-rendered"),
+            r("/studies/{study}/series/{series}", dw_wado.retrieve, "GET", "wado-series"),
+            r("/studies/{study}/series/{series}/metadata", dw_wado.metadata, "GET", "wado-series-metadata"),
+            r("/studies/{study}/series/{series}/rendered", dw_wado.retrieve, "GET", "wado-series-rendered"),
+            r("/studies/{study}/series/{series}/instances/{instance}", dw_wado.retrieve, "GET", "wado-instance"),
+            r("/studies/{study}/series/{series}/instances/{instance}/metadata", dw_wado.metadata, "GET",
+              "wado-instance-metadata"),
+            r("/studies/{study}/series/{series}/instances/{instance}/rendered", dw_wado.retrieve, "GET",
+              "wado-instance-rendered"),
+            r("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", dw_wado.retrieve, "GET",
+              "wado-frames"),
+            r("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", dw_wado.retrieve,
+              "GET", "wado-frames-rendered"),
+            r("/studies/{study}/series/{series}/instances/{instance}/bulk/{bulk:path}", dw_wado.retrieve, "GET",
+              "wado-bulkdata"),
+        ]),
         # Bulk Data export (fhir_server/bulk): exact paths; ``$`` is in no convertor's alphabet.
         r("/fhir/$export", bulk_kickoff.handle, "GET", "export"),
         r("/fhir/$export", bulk_kickoff.handle, "POST", "export-post"),
@@ -128,33 +157,6 @@ def routes(svc: Services) -> list[Route]:
         r("/admin/users", admin_api.create_user, "POST", "admin-user-create"),
         r("/admin/users/{username}", admin_api.delete_user, "DELETE", "admin-user-delete"),
         r("/admin/launch", admin_api.create_launch, "POST", "admin-launch"),
-        # DICOMweb (dicomweb/): QIDO-RS, WADO-RS and STOW-RS proxied to the PACS, scoped to the
-        # studies the caller may see. Study, series and instance paths under /dicomweb.
-        r("/dicomweb/studies", dw_qido.studies, "GET", "qido-studies"),
-        r("/dicomweb/series", dw_qido.series, "GET", "qido-series"),
-        r("/dicomweb/instances", dw_qido.instances, "GET", "qido-instances"),
-        r("/dicomweb/studies/{study}/series", dw_qido.series, "GET", "qido-study-series"),
-        r("/dicomweb/studies/{study}/instances", dw_qido.instances, "GET", "qido-study-instances"),
-        r("/dicomweb/studies/{study}/series/{series}/instances", dw_qido.instances, "GET", "qido-series-instances"),
-        r("/dicomweb/studies", dw_stow.store, "POST", "stow"),
-        r("/dicomweb/studies/{study}", dw_stow.store, "POST", "stow-study"),
-        r("/dicomweb/studies/{study}", dw_wado.retrieve, "GET", "wado-study"),
-        r("/dicomweb/studies/{study}/metadata", dw_wado.metadata, "GET", "wado-study-metadata"),
-        r("/dicomweb/studies/{study}/rendered", dw_wado.retrieve, "GET", "wado-study-rendered"),
-        r("/dicomweb/studies/{study}/series/{series}", dw_wado.retrieve, "GET", "wado-series"),
-        r("/dicomweb/studies/{study}/series/{series}/metadata", dw_wado.metadata, "GET", "wado-series-metadata"),
-        r("/dicomweb/studies/{study}/series/{series}/rendered", dw_wado.retrieve, "GET", "wado-series-rendered"),
-        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}", dw_wado.retrieve, "GET", "wado-instance"),
-        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", dw_wado.metadata, "GET",
-          "wado-instance-metadata"),
-        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered", dw_wado.retrieve, "GET",
-          "wado-instance-rendered"),
-        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", dw_wado.retrieve, "GET",
-          "wado-frames"),
-        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", dw_wado.retrieve,
-          "GET", "wado-frames-rendered"),
-        r("/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulk/{bulk:path}", dw_wado.retrieve, "GET",
-          "wado-bulkdata"),
     ]
 
 

@@ -14,7 +14,7 @@ from fhir_server.bundle_bytes import bundle, entry
 from fhir_server.auth.access import Access, for_request
 from fhir_server.errors import invalid, not_found
 from fhir_server.http import base_url, etag, http_date, json_response, negotiate, wants_pretty
-from fhir_server.interactions.respond import shaped
+from fhir_server.interactions.respond import shaper
 from fhir_server.search.normalize import date_range
 from fhir_server.services import Services
 from fhir_server.storage.port import Stored
@@ -92,7 +92,8 @@ async def handle(request: Request, svc: Services) -> Response:
     links = paging_links(path, params, cursor, page.next_cursor, page.prev_cursor, count)
     # Each version is shown only when the caller may see it (for a deletion: the type's scope).
     shown = [s for s in page.entries if await _visible(access, s, "r" if id else "s")]
-    entries = [history_entry(base, s, shaped(request, s.json) if not s.deleted else None) for s in shown]
+    shape = shaper(request)
+    entries = [history_entry(base, s, shape(s.json) if not s.deleted else None) for s in shown]
     svc.auditor.record(request, "history-instance" if id else "history-type" if type else "history-system", shown)
     body = bundle({"resourceType": "Bundle", "type": "history", "link": links}, entries)
     headers = {"Last-Modified": http_date(page.entries[0].last_updated)} if page.entries else None

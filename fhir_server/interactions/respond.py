@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,10 +40,19 @@ def preflight(request: Request) -> None:
 
 def shaped(request: Request, body: bytes) -> bytes | dict:
     """Stored bytes as they are, or the ``_summary``/``_elements`` subset when asked."""
+    return shaper(request)(body)
+
+
+def _as_stored(body: bytes) -> bytes:
+    return body
+
+
+def shaper(request: Request) -> Callable[[bytes], bytes | dict]:
+    """``shaped`` for many resources of one request (a Bundle's): its parameters read once."""
     if not request.scope["query_string"]:
-        return body
+        return _as_stored
     summary = parse_summary(request.query_params.get("_summary"))
     elements = parse_elements(request.query_params.get("_elements"))
     if summary in (None, "false") and not elements:
-        return body
-    return subset(orjson.loads(body), summary, elements)
+        return _as_stored
+    return lambda body: subset(orjson.loads(body), summary, elements)

@@ -17,7 +17,7 @@ from fhir_server.bundle_bytes import bundle, entry
 from fhir_server.errors import OperationOutcomeError, invalid, issue, outcome, structure
 from fhir_server.http import base_url, json_response, negotiate, read_body, wants_pretty
 from fhir_server.interactions.history import count_param, paging_links
-from fhir_server.interactions.respond import shaped
+from fhir_server.interactions.respond import shaper
 from fhir_server.search import execute
 from fhir_server.search.plan import parse_query
 from fhir_server.services import Services
@@ -55,7 +55,7 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
     rule = access.rule(type, "s")
     query = parse_query(type, items, strict=strict)
     extra = await access.restrict(rule, [])
-    limits = parse_query(type, extra, strict=True).clauses
+    limits = parse_query(type, extra, strict=True).clauses if extra else ()
     if limits:
         query = dataclasses.replace(query, clauses=query.clauses + limits)
     params = dict(items)
@@ -80,16 +80,15 @@ async def respond(request: Request, svc: Services, type: str, items: list[tuple[
         envelope["total"] = page.total
     envelope["link"] = links
     shown_included: list = []
-    entries = [
-        entry({"fullUrl": f"{base}/{type}/{s.id}", "search": {"mode": "match"}}, shaped(request, s.json))
-        for s in page.entries
-    ]
+    shape = shaper(request)
+    entries = [entry({"fullUrl": f"{base}/{type}/{s.id}", "search": {"mode": "match"}}, shape(s.json))
+               for s in page.entries]
     warnings = [issue("not-supported", f"Search parameter '{name}' is not supported for {type} and was ignored",
                       name, severity="warning") for name in query.unknown]
     if query.includes and page.entries:
         included = await execute.include(svc.store, query, page.entries, svc.settings.max_includes)
         shown_included = await access.visible_only(included.resources)
-        entries += [entry({"fullUrl": f"{base}/{s.type}/{s.id}", "search": {"mode": "include"}}, shaped(request, s.json))
+        entries += [entry({"fullUrl": f"{base}/{s.type}/{s.id}", "search": {"mode": "include"}}, shape(s.json))
                     for s in shown_included]
         warnings += [issue("too-costly", f"Not included: {note}", "_include", severity="warning")
                      for note in included.left_out]
