@@ -71,7 +71,7 @@ async def _resolve(store: Store, type: str, f: Filter, bound: int, limit: Limit 
         return Clause(f.param, "reference", None, tuple(Value(text=t) for t in targets))
     inner = await _resolve(store, f.type, f.inner, bound, limit)
     referring = await _limited(f.type, inner, limit)
-    if await store.probes_referrers(referring):  # many referrers: probe each candidate instead
+    if await store.probes_referrers(referring, bound):  # many referrers: probe each candidate instead
         return Referrers(f.param, referring)
     refs = await store.distinct_references(referring, f.param, bound + 1)
     if len(refs) > bound:

@@ -262,7 +262,7 @@ class MongoStore:
                             return list(found)
         return list(found)
 
-    async def probes_referrers(self, query: Query) -> bool:
+    async def probes_referrers(self, query: Query, bound: int) -> bool:
         return False  # a find filter cannot probe per document: _has comes as the referenced ids
 
     async def referrers(self, targets: list[str], limit: int) -> list[str]:

@@ -139,10 +139,11 @@ class Store(Protocol):
         reference parameter), up to ``limit``: the ``Type/id`` strings as indexed."""
         ...
 
-    async def probes_referrers(self, query: Query) -> bool:
+    async def probes_referrers(self, query: Query, bound: int) -> bool:
         """Whether ``_has`` with referrers matching ``query`` should reach this adapter as a
         ``Referrers`` filter (each candidate probed for a referrer) rather than as the list of
-        referenced ids: the adapter can compile it and ``query`` matches many resources."""
+        referenced ids (at most ``bound``): the adapter can compile it and ``query`` matches many
+        resources."""
         ...
 
     async def referrers(self, targets: list[str], limit: int) -> list[str]: ...

@@ -209,11 +209,12 @@ class SQLiteStore:
         sql, args = sqlite_search.compile_distinct_references(query, param, limit)
         return [r[0] for r in self._reader.execute(sql, args)]
 
-    async def probes_referrers(self, query: Query) -> bool:
+    async def probes_referrers(self, query: Query, bound: int) -> bool:
         if not sqlite_search.probeable(query):
             return False
-        csql, cargs = sqlite_search.compile_candidate_count(query, sqlite_search.PROBE_MIN)
-        return self._reader.execute(csql, cargs).fetchone()[0] >= sqlite_search.PROBE_MIN
+        at_least = min(bound, sqlite_search.PROBE_MIN)
+        csql, cargs = sqlite_search.compile_candidate_count(query, at_least)
+        return self._reader.execute(csql, cargs).fetchone()[0] >= at_least
 
     async def referrers(self, targets: list[str], limit: int) -> list[str]:
         if not targets:

@@ -80,6 +80,19 @@ async def test_chain_past_the_bound_asks_to_narrow(make_client):
         assert_outcome(r, 400, "too-costly")
 
 
+async def test_has_past_the_bound_is_probed_on_the_embedded_store_and_refused_on_mongodb(make_client, settings):
+    """Four Observations of the code refer to two patients: past a bound of one, MongoDB refuses
+    to list the referenced ids, while the embedded store probes each Patient for a referrer."""
+    async with make_client(max_chain_ids=1) as client:
+        _doc, a, b, _obs = await _world(client)
+        r = await client.get("/Patient", params={"_has:Observation:patient:code": "8867-4"})
+        if settings.store:  # MongoDB
+            assert_outcome(r, 400, "too-costly")
+        else:
+            assert r.status_code == 200, r.text
+            assert sorted(e["resource"]["id"] for e in r.json()["entry"]) == sorted([a["id"], b["id"]])
+
+
 async def test_list_selects_its_items(client):
     _doc, a, b, _obs = await _world(client)
     lst = await create(client, {"resourceType": "List", "status": "current", "mode": "working",
