@@ -4,7 +4,8 @@ The entries of a transaction are processed in the spec's order (DELETE, POST, PU
 each must see what the entries before it did: a conditional create after a DELETE of its only match
 creates; a resource read after a PUT is the new version. ``Pending`` wraps the store for that:
 
-- ``read``/``vread`` answer the version planned in this transaction, if any;
+- ``read``/``vread`` answer the version planned in this transaction, if any (``read`` also
+  what ``prefetch`` read ahead for the entries that name their resource);
 - ``search`` (used for conditional matching) leaves out resources this transaction deletes. It
   does not re-match resources the transaction creates or changes (there is no in-memory search);
 - ``referrers`` answers nothing: referential integrity is checked once, on the state the whole
@@ -25,6 +26,19 @@ class Pending:
         self.store = store
         self.writes: dict[tuple[str, str], Write] = {}
         self.seen: dict[Query, frozenset[str]] = {}
+        self.known: dict[tuple[str, str], Stored | None] = {}  # read ahead (``prefetch``)
+
+    async def prefetch(self, keys: set[tuple[str, str]]) -> None:
+        """Read the current versions of ``keys`` (type, id) in one query per type, so planning
+        the entries that name them does not read them one by one (a load's Bundles are
+        hundreds of PUTs; one read each was an eighth of its time)."""
+        by_type: dict[str, list[str]] = {}
+        for type, id in keys:
+            by_type.setdefault(type, []).append(id)
+        for type, ids in by_type.items():
+            found = {s.id: s for s in await self.store.read_many(type, ids, deleted=True)}
+            for id in ids:
+                self.known[(type, id)] = found.get(id)
 
     def add(self, writes: list[Write]) -> None:
         for w in writes:
@@ -36,7 +50,11 @@ class Pending:
 
     async def read(self, type: str, id: str) -> Stored | None:
         w = self.writes.get((type, id))
-        return as_stored(w) if w is not None else await self.store.read(type, id)
+        if w is not None:
+            return as_stored(w)
+        if (type, id) in self.known:
+            return self.known[(type, id)]
+        return await self.store.read(type, id)
 
     async def vread(self, type: str, id: str, version: int) -> Stored | None:
         w = self.writes.get((type, id))

@@ -61,8 +61,11 @@ async def run(request: Request, svc: Services, raw_entries: list, base: str) -> 
     _check_duplicates(entries)
     writing = sorted((e for e in entries if e.method not in ("GET", "HEAD")), key=lambda e: (ORDER[e.method], e.index))
 
+    named = {(e.type, e.id) for e in writing if e.type and e.id}  # PUT/PATCH/DELETE Type/id
+
     async def attempt() -> list[tuple[Entry, Planned | bytes]]:
         pending = Pending(svc.store)
+        await pending.prefetch(named)
         tx = dataclasses.replace(svc, store=pending)
         tx_access = access.on(tx)
         results: dict[int, Planned | bytes] = {}

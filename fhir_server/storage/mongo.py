@@ -223,11 +223,12 @@ class MongoStore:
         cursor = self._coll(query.type).find(page.filter, page.projection).sort(page.sort).limit(count + 1)
         return await cursor.explain()
 
-    async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
+    async def read_many(self, type: str, ids: list[str], deleted: bool = False) -> list[Stored]:
         if not ids:
             return []
-        found = self._coll(type).find({"_id": {"$in": list(dict.fromkeys(ids))}, "d": False}, _CURRENT)
-        return [Stored(type, d["_id"], d["v"], d["lu"], False, d["r"]) async for d in found]
+        filt = {"_id": {"$in": list(dict.fromkeys(ids))}, **({} if deleted else {"d": False})}
+        found = self._coll(type).find(filt, _CURRENT)
+        return [Stored(type, d["_id"], d["v"], d["lu"], bool(d["d"]), d["r"]) async for d in found]
 
     async def search_ids(self, query: Query, limit: int) -> list[str]:
         if limit <= 0:

@@ -126,8 +126,9 @@ class Store(Protocol):
         ``next_cursor`` or ``prev_cursor`` names."""
         ...
 
-    async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
-        """The current, non-deleted versions of those of ``ids`` that exist (any order)."""
+    async def read_many(self, type: str, ids: list[str], deleted: bool = False) -> list[Stored]:
+        """The current, non-deleted versions of those of ``ids`` that exist (any order); with
+        ``deleted``, the current versions of deleted ones too (what ``read`` answers)."""
         ...
 
     async def search_ids(self, query: Query, limit: int) -> list[str]:

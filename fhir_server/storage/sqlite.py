@@ -191,14 +191,15 @@ class SQLiteStore:
         nxt, prev = page_cursors(pos, rows, keyfn, more) if count > 0 else (None, None)
         return SearchPage(entries, n, nxt, prev)
 
-    async def read_many(self, type: str, ids: list[str]) -> list[Stored]:
+    async def read_many(self, type: str, ids: list[str], deleted: bool = False) -> list[Stored]:
         out = []
+        live = "" if deleted else " AND deleted=0"
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             rows = self._reader.execute(
-                f"SELECT id, version, last_updated, json FROM resource WHERE type=? AND deleted=0 "
+                f"SELECT id, version, last_updated, deleted, json FROM resource WHERE type=?{live} "
                 f"AND id IN ({','.join('?' * len(chunk))})", (type, *chunk)).fetchall()
-            out += [Stored(type, r[0], r[1], r[2], False, r[3]) for r in rows]
+            out += [Stored(type, r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
         return out
 
     async def search_ids(self, query: Query, limit: int) -> list[str]:
