@@ -340,8 +340,7 @@ def _referrers(type: str, f: Referrers, owner: str) -> tuple[str, list]:
     alias = owner + "z"  # unique per nesting level: a nested _has probes its own referrers
     probes, args = [], []
     for c in f.query.clauses:
-        sql, cargs = (_referrers(f.query.type, c, alias) if isinstance(c, Referrers)
-                      else _clause(f.query.type, c, probe=True, owner=alias))
+        sql, cargs = _clause(f.query.type, c, probe=True, owner=alias)  # a nested _has too
         probes.append(sql)
         args += cargs
     return (f"EXISTS (SELECT 1 FROM idx_reference {alias} INDEXED BY idx_reference_target WHERE {alias}.type=? "
