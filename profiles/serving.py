@@ -25,7 +25,7 @@ from fhir_server.bundle_bytes import bundle, entry
 from fhir_server.errors import not_found
 from fhir_server.http import base_url, json_response, negotiate, version_headers, version_number, wants_pretty
 from fhir_server.interactions import delete, patch, read, search, update, vread
-from fhir_server.interactions.respond import resource_response, shaped
+from fhir_server.interactions.respond import resource_response, shaper
 from fhir_server.search.plan import parse_query
 from fhir_server.services import Services
 from profiles import artifacts, matching
@@ -85,9 +85,9 @@ async def handle_search(request: Request, svc: Services) -> Response:
     if "total" in page:
         page["total"] += len(found)
     counting = request.query_params.get("_summary") == "count" or request.query_params.get("_count") == "0"
+    shape = shaper(request)
     listed = [] if counting else [
-        entry({"fullUrl": f"{base}/{s.type}/{s.id}", "search": {"mode": "match"}}, shaped(request, s.json))
-        for s in found]
+        entry({"fullUrl": f"{base}/{s.type}/{s.id}", "search": {"mode": "match"}}, shape(s.json)) for s in found]
     rest = [orjson.dumps(e) for e in page.pop("entry", [])]
     body = bundle(page, listed + rest)
     return json_response(body, 200, None, negotiate(request), wants_pretty(request))
