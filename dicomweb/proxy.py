@@ -8,6 +8,7 @@ from dicomweb.access import Seen
 from dicomweb.audit import Batch
 from dicomweb.cache import MetadataCache
 from dicomweb.relay import Relay
+from dicomweb.splice import Movers
 from dicomweb.upstream import Upstream
 from fhir_server.errors import OperationOutcomeError, issue
 from fhir_server.settings import Settings
@@ -33,7 +34,8 @@ def open_proxy(settings: Settings) -> Proxy | None:
         return None
     pacs = (settings.dicomweb_upstream, settings.dicomweb_username, settings.dicomweb_password,
             settings.dicomweb_timeout)
-    return Proxy(Upstream(*pacs), Relay(*pacs, splice=settings.dicomweb_splice),
+    movers = Movers(settings.dicomweb_splice_threads) if settings.dicomweb_splice else None
+    return Proxy(Upstream(*pacs), Relay(*pacs, settings.dicomweb_caller_timeout, movers),
                  MetadataCache(settings.dicomweb_cache_bytes, settings.dicomweb_cache_seconds), Seen(), Batch())
 
 

@@ -258,8 +258,8 @@ class _Answer(asyncio.BufferedProtocol):
 class Answer:
     """An answer whose status and headers are read and whose body is not (yet)."""
 
-    def __init__(self, protocol: _Answer, timeout: float, splice: bool = True):
-        self._p, self.timeout, self._splice = protocol, timeout, splice
+    def __init__(self, protocol: _Answer, timeout: float, caller_timeout: float, movers=None):
+        self._p, self.timeout, self.caller_timeout, self.movers = protocol, timeout, caller_timeout, movers
         self.status_code = protocol.status
         self.headers = {}
         for name, value in protocol.headers:
@@ -328,11 +328,11 @@ class Answer:
 
     # for ``splice``: the body's bytes taken from the socket by the kernel instead
     def spliceable(self) -> bool:
-        """Whether the rest of the body may be spliced: the fast path is on (``dicomweb_splice``),
+        """Whether the rest of the body may be spliced: the fast path is on (``dicomweb_splice``: there are ``movers``),
         the body not chunked, not over, on plain TCP."""
         p = self._p
         t = p.transport
-        return (self._splice and p.raw and not p.done and p.error is None and t is not None and not t.is_closing()
+        return (self.movers is not None and p.raw and not p.done and p.error is None and t is not None and not t.is_closing()
                 and t.get_extra_info("sslcontext") is None and t.get_extra_info("socket") is not None)
 
     def stop_reading(self) -> None:
@@ -381,7 +381,7 @@ class Relayed(StreamingResponse):
         try:
             await self._stream(send)
         except Broken as exc:
-            log.warning("the PACS's answer broke off mid-stream: %s", exc)
+            log.warning("a relayed answer was cut short mid-stream: %s", exc)
             if self._cycle is None:
                 raise  # the one way left to cut the body short
             # Closing the connection tells the caller the body is incomplete (it is chunked, or
@@ -394,12 +394,17 @@ class Relayed(StreamingResponse):
 
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if self._splice and splice.usable(self._cycle, self.answer):
-            if await splice.relay(self._cycle, self.answer, self.answer.timeout):
+            if await splice.relay(self._cycle, self.answer):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        stall = self.answer.caller_timeout
         async for chunk in self.body_iterator:
             COPIED.inc(len(chunk))
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async with asyncio.timeout(stall):  # uvicorn waits here while the caller takes nothing
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except TimeoutError:
+                raise Broken(f"the caller took no bytes for {stall:g} s") from None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -407,9 +412,11 @@ class Relay:
     """Raw HTTP/1.1 requests to the PACS (``url``: its DICOMweb root): one connection per
     streamed answer, kept-alive connections for answers read whole."""
 
-    def __init__(self, url: str, username: str, password: str, timeout: float, splice: bool = True):
+    def __init__(self, url: str, username: str, password: str, timeout: float, caller_timeout: float = 300.0,
+                 movers=None):
         parts = urlsplit(url)
-        self.splice = splice  # the kernel splice fast path for streamed answers (``splice``)
+        self.caller_timeout = caller_timeout  # a caller taking no bytes of a streamed answer this long is cut off
+        self.movers = movers  # ``splice.Movers``: the kernel splice fast path for streamed answers; None: off
         self.secure = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.secure else 80)
@@ -459,7 +466,7 @@ class Relay:
                 if reused and protocol.status == 0:
                     continue  # the PACS had closed the kept connection: again on a new one
                 raise bad_gateway(f"The PACS's answer broke off ({exc})") from None
-            return Answer(protocol, self.timeout, self.splice)
+            return Answer(protocol, self.timeout, self.caller_timeout, self.movers)
 
     async def _connect(self, loop, protocol: _Answer, what: str) -> asyncio.Transport:
         try:
@@ -491,6 +498,8 @@ class Relay:
     def close(self) -> None:
         while self._idle:
             self._idle.pop()[1].close()
+        if self.movers is not None:
+            self.movers.close()
 
 
 def streamed(answer: Answer, rewriter: Rewriter) -> Response:

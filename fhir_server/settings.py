@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # an answer (502/504 after that), the bytes of study metadata kept for ETag revalidation
     # and how long an entry is trusted, the largest STOW-RS body accepted, and whether streamed
     # answers may take the kernel splice fast path (dicomweb/splice.py; off: copied through
-    # Python, to compare, or should a platform misbehave).
+    # Python, to compare, or should a platform misbehave), with how many threads moving answers
+    # at once (more go through Python meanwhile), and the seconds a caller may take no bytes
+    # of a streamed answer before its connection is closed.
     dicomweb_upstream: str = ""
     dicomweb_username: str = ""
     dicomweb_password: str = ""
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     dicomweb_cache_seconds: float = 300.0
     dicomweb_max_stow_bytes: int = 4 * 1024 * 1024 * 1024
     dicomweb_splice: bool = True
+    dicomweb_splice_threads: int = 32
+    dicomweb_caller_timeout: float = 300.0
 
     @field_validator("dicomweb_upstream")
     @classmethod
@@ -110,9 +114,10 @@ class Settings(BaseSettings):
 
     @field_validator("max_body_bytes", "max_depth", "default_count", "max_count", "access_token_seconds",
                      "refresh_token_seconds", "authorization_code_seconds", "token_rate_limit",
-                     "bulk_file_max_bytes", "bulk_file_ttl_seconds", "bulk_workers", "bulk_batch_bytes")
+                     "bulk_file_max_bytes", "bulk_file_ttl_seconds", "bulk_workers", "bulk_batch_bytes",
+                     "dicomweb_splice_threads", "dicomweb_caller_timeout")
     @classmethod
-    def _positive(cls, v: int) -> int:
+    def _positive(cls, v: int | float) -> int | float:
         if v <= 0:
             raise ValueError("must be positive")
         return v

@@ -1,7 +1,7 @@
 """WADO-RS bodies relayed from a scripted PACS, through a real server process: whole and
 unchanged however the PACS frames them (to the end of its connection, Content-Length, chunked),
 never complete-looking when the PACS breaks off or stalls, and nothing left behind when the
-caller goes away. Run twice: with the kernel splice fast path, and with it turned off
+caller goes away or stops reading. Run twice: with the kernel splice fast path, and with it turned off
 (``TELEMED_DICOMWEB_SPLICE=0``: ASGI messages only). And QIDO-RS over kept-alive connections,
 retried when the PACS has closed one."""
 
@@ -38,6 +38,7 @@ SCRIPTS = {
     "1.2.6": ("length-short", 1 * MB, "close"),  # declares 6 MB, sends 1 MB, closes
     "1.2.7": ("chunked", 2 * MB, "reset"),
     "1.2.8": ("slow", 200_000, "close"),     # 10 kB every 0.1 s: slower than the proxy's timeout wakes
+    "1.2.9": ("eof", 64 * MB, "close"),      # more than every buffer between the PACS and a caller holds
 }
 CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary=scripted'
 
@@ -137,7 +138,7 @@ def scripted():
 @pytest.fixture(scope="module", params=["splice", "copy"])
 def proxy(request, scripted, tmp_path_factory):
     env = {"TELEMED_DICOMWEB_UPSTREAM": scripted.url, "TELEMED_DICOMWEB_TIMEOUT": "1",
-           "TELEMED_DICOMWEB_SPLICE": "1" if request.param == "splice" else "0"}
+           "TELEMED_DICOMWEB_CALLER_TIMEOUT": "2", "TELEMED_DICOMWEB_SPLICE": "1" if request.param == "splice" else "0"}
     process = start_server(tmp_path_factory.mktemp(f"relay-{request.param}"), None, **env)
     process.path = request.param
     yield process
@@ -205,6 +206,54 @@ def test_a_caller_that_goes_away_leaves_no_open_connections_behind(proxy):
     assert fds() <= baseline
     r = httpx.get(url(proxy, "1.2.1"), headers=proxy.headers, timeout=30)
     assert r.status_code == 200 and len(r.content) == SCRIPTS["1.2.1"][1]
+
+
+def test_a_caller_that_stops_reading_is_cut_off_after_the_caller_timeout(proxy):
+    fds = lambda: len(os.listdir(f"/proc/{proxy.proc.pid}/fd"))  # noqa: E731
+    httpx.get(url(proxy, "1.2.3"), headers=proxy.headers, timeout=30)
+    baseline = fds()
+    size = SCRIPTS["1.2.9"][1]
+    got = 0
+    with pytest.raises(httpx.HTTPError):  # the body ends short of its last chunk
+        with httpx.stream("GET", url(proxy, "1.2.9"), headers=proxy.headers, timeout=30) as r:
+            for chunk in r.iter_raw(MB):
+                got += len(chunk)
+                if got == len(chunk):
+                    time.sleep(5)  # takes nothing for longer than TELEMED_DICOMWEB_CALLER_TIMEOUT (2 s)
+    assert 0 < got < size
+    deadline = time.time() + 10
+    while fds() > baseline and time.time() < deadline:
+        time.sleep(0.1)
+    assert fds() <= baseline  # the PACS's connection and the moving thread's descriptors are closed
+    r = httpx.get(url(proxy, "1.2.9"), headers=proxy.headers, timeout=30)
+    assert r.status_code == 200 and len(r.content) == size
+
+
+@pytest.fixture(scope="module")
+def one_mover(scripted, tmp_path_factory):
+    process = start_server(tmp_path_factory.mktemp("relay-one-mover"), None, TELEMED_DICOMWEB_UPSTREAM=scripted.url,
+                           TELEMED_DICOMWEB_TIMEOUT="1", TELEMED_DICOMWEB_SPLICE_THREADS="1")
+    yield process
+    process.stop()
+
+
+def test_an_answer_that_finds_no_free_mover_thread_goes_through_python(one_mover):
+    slow = threading.Thread(target=lambda: httpx.get(url(one_mover, "1.2.8"), headers=one_mover.headers, timeout=30))
+    before = relayed_bytes(one_mover)
+    slow.start()  # about 2 s in the one splice thread
+    deadline = time.time() + 5
+    while relayed_bytes(one_mover).get("splice", 0) == before.get("splice", 0) and time.time() < deadline:
+        time.sleep(0.05)
+    during = relayed_bytes(one_mover)
+    r = httpx.get(url(one_mover, "1.2.1"), headers=one_mover.headers, timeout=30)
+    assert r.status_code == 200 and r.content == payload(SCRIPTS["1.2.1"][1], sum(b"1.2.1"))
+    after = relayed_bytes(one_mover)
+    assert after["copy"] - during.get("copy", 0) >= SCRIPTS["1.2.1"][1]  # copied: the thread was busy
+    slow.join()
+    again = relayed_bytes(one_mover)
+    r = httpx.get(url(one_mover, "1.2.1"), headers=one_mover.headers, timeout=30)
+    assert r.status_code == 200 and len(r.content) == SCRIPTS["1.2.1"][1]
+    assert relayed_bytes(one_mover)["splice"] - again["splice"] > SCRIPTS["1.2.1"][1] // 2  # given back
 
 
 def test_an_unknown_study_at_the_pacs_is_404(proxy):
