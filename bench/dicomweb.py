@@ -2,7 +2,10 @@
 
 - WADO-RS of a ~150 MB study (300 CT instances of 512x512 16-bit pixels), streamed and counted
   by the client, through the proxy and directly, alternately, ``--rounds`` times each; the
-  proxy's resident memory is sampled every 10 ms during its transfers.
+  proxy's resident memory is sampled every 10 ms during its transfers. Two clients: httpx (as
+  a Python viewer would fetch; it takes about one core itself, so on a 2-core machine the
+  proxy's CPU comes out of the client's and Orthanc's share), then curl (C, a few percent of a
+  core: Orthanc sets the pace, as it would for a viewer on another machine).
 - QIDO-RS: ``--queries`` study searches by PatientID, through the proxy (a consultation
   participant's token, so the access lookups are included; and an admin token) and directly,
   interleaved; latency p50/p95 and the added p50.
@@ -18,8 +21,11 @@ Needs Orthanc: apt-get install -y orthanc orthanc-dicomweb.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -94,6 +100,15 @@ def transfer(client: httpx.Client, url: str, headers: dict | None = None, **kw) 
     return size, time.perf_counter() - start
 
 
+def curl(url: str, headers: dict) -> tuple[int, float]:
+    """One transfer by curl to /dev/null: (bytes, seconds)."""
+    cmd = ["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download} %{time_total}"]
+    for name, value in {**ACCEPT, **IDENTITY, **headers}.items():
+        cmd += ["-H", f"{name}: {value}"]
+    size, secs = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout.split()
+    return int(size), float(secs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -157,6 +172,18 @@ def main() -> None:
                 pacs_cpu.append((cpu_seconds(pacs.proc.pid) - cpu[1]) / secs)
                 growth.append(max(peak[0] - before, 0))
 
+            # The same with curl as the client.
+            curl_ratios, curl_rates, curl_gib = [], {"direct": [], "proxy": []}, []
+            basic = {"Authorization": "Basic " + base64.b64encode(":".join(pacs.auth).encode()).decode()}
+            for _ in range(args.rounds if shutil.which("curl") else 0):
+                size_d, secs_d = curl(pacs.dicomweb + path, basic)
+                cpu = cpu_seconds(pid)
+                size_p, secs_p = curl(proxy_root + path, consultant)
+                curl_gib.append((cpu_seconds(pid) - cpu) / (size_p / 2**30))
+                curl_rates["direct"].append(size_d / secs_d)
+                curl_rates["proxy"].append(size_p / secs_p)
+                curl_ratios.append(curl_rates["proxy"][-1] / curl_rates["direct"][-1])
+
             # QIDO-RS: interleaved, one query at a time.
             query = {"PatientID": "PAT-BENCH"}
             lat = {"direct": [], "proxy (participant)": [], "proxy (admin)": []}
@@ -184,6 +211,13 @@ def main() -> None:
         print(f"  CPU busy during proxied transfers: proxy {statistics.median(proxy_cpu):.2f} cores, Orthanc "
               f"{statistics.median(pacs_cpu):.2f} cores (machine: {os.cpu_count()} cores, client included)")
         print(f"  proxy RSS growth during transfer: max {max(growth) / mb:.1f} MiB (target < 50)")
+        if curl_ratios:
+            d, p = statistics.median(curl_rates["direct"]), statistics.median(curl_rates["proxy"])
+            print(f"  with curl as the client: direct {d / mb:.1f} MiB/s, proxy {p / mb:.1f} MiB/s, ratio {p / d:.2f}; "
+                  f"per round: median {statistics.median(curl_ratios):.2f} ({min(curl_ratios):.2f}-{max(curl_ratios):.2f}); "
+                  f"proxy CPU per GiB {statistics.median(curl_gib):.2f} s")
+        else:
+            print("  (curl is not installed: no curl rounds)")
         print(f"\nQIDO-RS: {args.queries} queries each, latency in ms (proxy CPU {qido_cpu * 1000:.2f} ms per query)")
         base = statistics.median(lat["direct"])
         for name, values in lat.items():
