@@ -39,6 +39,7 @@ SCRIPTS = {
     "1.2.7": ("chunked", 2 * MB, "reset"),
     "1.2.8": ("slow", 200_000, "close"),     # 10 kB every 0.1 s: slower than the proxy's timeout wakes
     "1.2.9": ("eof", 64 * MB, "close"),      # more than every buffer between the PACS and a caller holds
+    "1.2.10": ("slow", 2_000_000, "close"),  # as 1.2.8, for 20 s
 }
 CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary=scripted'
 
@@ -52,6 +53,7 @@ class ScriptedPACS:
         self.sock.listen(32)
         self.port = self.sock.getsockname()[1]
         self.stalled: list[socket.socket] = []
+        self.cut: dict[str, float] = {}  # study UID -> when the proxy closed the connection mid-answer
         self.connections = 0
         self.keep_alive = True  # QIDO-RS answers leave the connection open (False: closed after)
         threading.Thread(target=self._accept, daemon=True).start()
@@ -120,6 +122,7 @@ class ScriptedPACS:
                 return
             conn.close()
         except OSError:
+            self.cut[uid] = time.monotonic()
             conn.close()
 
     def close(self):
@@ -206,6 +209,16 @@ def test_a_caller_that_goes_away_leaves_no_open_connections_behind(proxy):
     assert fds() <= baseline
     r = httpx.get(url(proxy, "1.2.1"), headers=proxy.headers, timeout=30)
     assert r.status_code == 200 and len(r.content) == SCRIPTS["1.2.1"][1]
+
+
+def test_a_caller_that_leaves_a_slow_answer_frees_its_pacs_connection_at_once(proxy, scripted):
+    scripted.cut.pop("1.2.10", None)
+    with httpx.stream("GET", url(proxy, "1.2.10"), headers=proxy.headers, timeout=30) as r:
+        next(r.iter_raw())
+    left = time.monotonic()
+    while "1.2.10" not in scripted.cut and time.monotonic() - left < 30:
+        time.sleep(0.1)
+    assert scripted.cut["1.2.10"] - left < 5  # the proxy hung up on the PACS: not after its 20 s answer
 
 
 def test_a_caller_that_stops_reading_is_cut_off_after_the_caller_timeout(proxy):
