@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 
 import orjson
 from starlette.requests import Request
@@ -119,10 +119,17 @@ def statement(base: str) -> dict:
     }
 
 
+@lru_cache(maxsize=16)
+def _body(base: str, security: bytes) -> bytes:
+    """The statement's bytes: the same for every request to one base URL (``_resources`` is fixed
+    at start), so built once, not per request (it took ~3 ms of CPU)."""
+    out = statement(base)
+    out["rest"][0]["security"] = orjson.loads(security)
+    return orjson.dumps(out)
+
+
 async def handle(request: Request, svc: Services) -> Response:
     from fhir_server.auth.smart_configuration import capability_security
 
-    out = statement(base_url(request, svc.settings.base_url))
-    out["rest"][0]["security"] = capability_security(request, svc)
-    body = orjson.dumps(out)
+    body = _body(base_url(request, svc.settings.base_url), orjson.dumps(capability_security(request, svc)))
     return json_response(body, 200, None, negotiate(request), wants_pretty(request))
