@@ -4,15 +4,15 @@ After the access check, a large answer needs no more Python than framing: Linux 
 moves its bytes from the PACS's socket through a pipe into the caller's socket without copying
 them into the process (the proxy's CPU per GiB is about half that of ``relay``'s copy path,
 a tenth of the httpx path before; docs/dicomweb-results.md). This is the X-Accel-Redirect idea
-without a front server. The bytes are moved by a thread of ``Movers`` (one per answer, up to
-``dicomweb_splice_threads`` at once; past that an answer goes through ASGI messages), which waits with
-``poll`` and holds the GIL only between system calls: the event loop is not woken per chunk
-(that had cost 0.53 s of the proxy's CPU per GiB, against 0.31-0.47 s now; most of what is
-left is the kernel's TCP work). The PACS's socket wakes the thread once ``WAKE_BYTES`` have
-come (``SO_RCVLOWAT``), so each chunk costs a few system calls per 256 KiB or more; a slower
-PACS is not taken for a stalled one (after ``timeout`` whatever came is sent on). A caller that
-takes nothing for ``caller_timeout`` (``dicomweb_caller_timeout``) is cut off, so no thread
-waits on it for ever.
+without a front server. The bytes are moved by a thread of ``Movers``: one per answer, up
+to ``dicomweb_splice_threads`` at once (past that an answer goes through ASGI messages). It
+waits with ``poll`` and holds the GIL only between system calls, so the event loop is not woken
+per chunk (that had cost 0.53 s of the proxy's CPU per GiB, against 0.27-0.46 s now; most of
+what is left is the kernel's TCP work). The PACS's socket wakes the thread once ``WAKE_BYTES``
+have come (``SO_RCVLOWAT``), so each chunk costs a few system calls per 256 KiB or more; a
+slower PACS is not taken for a stalled one (after ``timeout`` whatever came is sent on). A
+caller that takes nothing for ``caller_timeout`` (``dicomweb_caller_timeout``) is cut off, so
+no thread waits on it for ever.
 
 It needs the caller's socket, which ASGI does not give: it is taken from uvicorn's
 ``httptools`` connection (the ``receive`` callable is a method of uvicorn's per-request cycle,
@@ -28,8 +28,8 @@ The body is written as HTTP/1.1 chunks (``%x\\r\\n`` + spliced bytes + ``\\r\\n`
 chunk (``0\\r\\n\\r\\n``) is uvicorn's, sent by the closing ASGI message, so uvicorn's state for
 the connection stays right. An answer that breaks off raises ``Broken``, and ``relay.Relayed``
 closes the caller's connection: it sees a truncated chunked body, never a complete-looking
-one. A caller that goes away ends the relay quietly; a cancelled relay (the caller gone, the
-server stopping) stops its thread, which closes its descriptors itself before the PACS's
+one. A caller that goes away ends the relay quietly (a write to it fails); a cancelled relay
+(the server stopping) stops its thread, which closes its descriptors itself before the PACS's
 connection is closed. The setting ``dicomweb_splice`` (environment
 ``TELEMED_DICOMWEB_SPLICE=0``) turns the fast path off.
 """
