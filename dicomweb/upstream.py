@@ -11,7 +11,7 @@ connection, or for the next bytes of an answer) is 504; neither ever hangs the c
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -19,18 +19,16 @@ from fhir_server.errors import OperationOutcomeError, issue
 
 log = logging.getLogger(__name__)
 
-# Characters sent as they are; every other byte is percent-encoded (spaces become ``?``).
-_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~^*?,:/@!$'()")
+# Characters sent as they are besides letters, digits and ``-._~``; every other byte is
+# percent-encoded (spaces become ``?``).
+_SAFE = "^*?,:/@!$'()"
 # Answer headers passed on to the caller as they are (the body's bytes are not changed).
 PASSED = ("content-type", "content-length", "content-encoding", "content-disposition", "content-location",
           "warning")
 
 
 def quote_value(value: str) -> str:
-    out = []
-    for b in value.replace(" ", "?").encode():
-        out.append(chr(b) if b in _SAFE else f"%{b:02X}")
-    return "".join(out)
+    return quote(value.replace(" ", "?"), safe=_SAFE)
 
 
 def query_string(items: list[tuple[str, str]]) -> str:
