@@ -328,8 +328,8 @@ class Answer:
 
     # for ``splice``: the body's bytes taken from the socket by the kernel instead
     def spliceable(self) -> bool:
-        """Whether the rest of the body may be spliced: the fast path is on (``dicomweb_splice``: there are ``movers``),
-        the body not chunked, not over, on plain TCP."""
+        """Whether the rest of the body may be spliced: the fast path is on (``dicomweb_splice``:
+        there are ``movers``), the body not chunked, not over, on plain TCP."""
         p = self._p
         t = p.transport
         return (self.movers is not None and p.raw and not p.done and p.error is None and t is not None and not t.is_closing()
@@ -420,7 +420,7 @@ class Relay:
     """Raw HTTP/1.1 requests to the PACS (``url``: its DICOMweb root): one connection per
     streamed answer, kept-alive connections for answers read whole."""
 
-    def __init__(self, url: str, username: str, password: str, timeout: float, caller_timeout: float = 300.0,
+    def __init__(self, url: str, username: str, password: str, timeout: float, caller_timeout: float,
                  movers=None):
         parts = urlsplit(url)
         self.caller_timeout = caller_timeout  # a caller taking no bytes of a streamed answer this long is cut off

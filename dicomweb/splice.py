@@ -109,7 +109,7 @@ def usable(cycle, answer: Answer) -> bool:
 
 
 class _Moving:
-    """One answer's rest, moved by a thread of ``MOVERS``: the answer's socket is spliced into a
+    """One answer's rest, moved by a thread of ``Movers``: the answer's socket is spliced into a
     pipe, the pipe into the caller's socket, with the chunk framing written between. The thread
     waits with ``poll`` and owns its descriptors (dups of the two sockets, and the pipe) until it
     ends, so neither can be closed under it; ``stop`` ends it within ``STOP_CHECK`` seconds."""
