@@ -46,7 +46,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from dicomweb.relay import RELAYED, Answer, Broken
+from dicomweb.relay import COPIED, RELAYED, Answer, Broken
 
 PIPE_BYTES = 1 << 20  # the pipe's capacity (F_SETPIPE_SZ), and so the largest chunk
 WAKE_BYTES = 256 << 10  # the PACS's socket wakes the proxy when this much has arrived (or at its end)
@@ -138,7 +138,7 @@ class _Moving:
             for piece in self.head:  # what was read before the fast path took over
                 if not self._send((b"" if first else b"\r\n") + b"%x\r\n" % len(piece) + piece):
                     return False
-                RELAYED.labels("copy").inc(len(piece))
+                COPIED.inc(len(piece))
                 first = False
             left, wake = self.left, 0
             while left is None or left > 0:
@@ -180,32 +180,21 @@ class _Moving:
         raise Broken("the relay was stopped")
 
     def _fill(self, write_end: int, size: int) -> int:
-        """Move up to ``size`` bytes from the PACS into the pipe, as many as are there without
-        waiting, or else the next ones to come (0 at the end of its answer)."""
-        n = 0
+        """Move up to ``size`` bytes from the PACS into the (empty) pipe: as many as are there
+        without waiting, or else the next ones to come (0 at the end of its answer)."""
         source = self.upstream.fileno()
-        while n < size:
-            want = size - n
+        stalled = False
+        while True:
             try:
-                moved = SPLICE(source, write_end, want, None, None, FILL)
+                return SPLICE(source, write_end, size, None, None, FILL)
             except BlockingIOError:
-                if n:
-                    return n  # the pipe is full, or the socket empty: send what there is
-                if not self._wait(self._readable, self.timeout):
-                    # Bytes may have come, too few to wake us (WAKE_BYTES): only none at all is a stall.
-                    try:
-                        return SPLICE(source, write_end, size, None, None, FILL)
-                    except BlockingIOError:
-                        raise Broken("the PACS stopped sending") from None
-                    except OSError as exc:
-                        raise Broken(f"the connection broke ({errno.errorcode.get(exc.errno, exc.errno)})") from None
-                continue
+                if stalled:
+                    raise Broken("the PACS stopped sending") from None
+                # After the timeout one more try takes bytes too few to wake us (WAKE_BYTES):
+                # only none at all is a stall.
+                stalled = not self._wait(self._readable, self.timeout)
             except OSError as exc:
                 raise Broken(f"the connection broke ({errno.errorcode.get(exc.errno, exc.errno)})") from None
-            n += moved
-            if moved < want:
-                return n  # the socket is empty (or the answer over): no second call to learn it
-        return n
 
     def _drain(self, read_end: int, n: int) -> bool:
         """Move ``n`` bytes from the pipe to the caller; False when the caller is gone."""
